@@ -1,0 +1,1 @@
+"""Owner notifications through Apprise."""

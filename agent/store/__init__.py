@@ -1,0 +1,1 @@
+"""Persistence of health, incidents and the notification outbox."""
