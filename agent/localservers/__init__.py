@@ -1,0 +1,1 @@
+"""Real servers the agent can run locally for its demo, benchmarks and tests (no pytest)."""
