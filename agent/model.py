@@ -163,6 +163,7 @@ class ServiceHealth:
     detail: str = ""
     since: float | None = None  # when `state` was entered
     first_failure_at: float | None = None  # start of the current failure streak
+    strike_since: float | None = None  # first failure of the streak with a non-transient cause
     last_probe_at: float | None = None
     last_success_at: float | None = None
     consecutive_failures: int = 0
