@@ -97,6 +97,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(2, ("ALTER TABLE health ADD COLUMN strike_since REAL",)),
 )
 
 LATEST = MIGRATIONS[-1].version

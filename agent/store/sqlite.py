@@ -23,7 +23,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,16 +39,21 @@ _STATES: dict[str, State] = {s.value: s for s in State}
 _CAUSES: dict[str | None, Cause | None] = {c.value: c for c in Cause}
 _CAUSES[None] = None
 
-_HEALTH_COLS = (
-    "account_id, service, state, cause, hint, definitive, detail, since, first_failure_at, "
-    "last_probe_at, last_success_at, consecutive_failures, consecutive_successes, credential, "
-    "breaker_until, breaker_backoff, retry_after_until, version"
+# Health columns follow the ServiceHealth fields by name, so a field added to the model
+# needs only a migration adding its column (SqliteStore.open refuses a schema without it).
+_HEALTH_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ServiceHealth))
+_HEALTH_DATA = tuple(n for n in _HEALTH_FIELDS if n not in ("account_id", "service", "version"))
+_HEALTH_COLS = ", ".join(_HEALTH_FIELDS)
+_HEALTH_INSERT = (
+    f"INSERT INTO health ({_HEALTH_COLS}) VALUES ({', '.join('?' * len(_HEALTH_FIELDS))}) "
+    "ON CONFLICT (account_id, service) DO NOTHING"
 )
-_HEALTH_SET = (
-    "state = ?, cause = ?, hint = ?, definitive = ?, detail = ?, since = ?, "
-    "first_failure_at = ?, last_probe_at = ?, last_success_at = ?, consecutive_failures = ?, "
-    "consecutive_successes = ?, credential = ?, breaker_until = ?, breaker_backoff = ?, "
-    "retry_after_until = ?, version = ?"
+_HEALTH_UPDATE = (
+    f"UPDATE health SET {', '.join(f'{n} = ?' for n in _HEALTH_DATA)}, version = ? "
+    "WHERE account_id = ? AND service = ? AND version = ?"
+)
+_I_SERVICE, _I_STATE, _I_CAUSE, _I_DEFINITIVE = (
+    _HEALTH_FIELDS.index(n) for n in ("service", "state", "cause", "definitive")
 )
 _INCIDENT_COLS = "id, account_id, service, cause, hint, opened_at, closed_at"
 _OUTBOX_COLS = (
@@ -57,48 +63,26 @@ _OUTBOX_COLS = (
 _CHUNK = 500  # keys per statement in cancel(), well under SQLite's variable limit
 
 
-def _health_values(h: ServiceHealth) -> tuple[Any, ...]:
-    """The columns after (account_id, service), without version."""
-    return (
-        h.state.value,
-        h.cause.value if h.cause is not None else None,
-        h.hint,
-        int(h.definitive),
-        h.detail,
-        h.since,
-        h.first_failure_at,
-        h.last_probe_at,
-        h.last_success_at,
-        h.consecutive_failures,
-        h.consecutive_successes,
-        h.credential,
-        h.breaker_until,
-        h.breaker_backoff,
-        h.retry_after_until,
-    )
+def _column(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _health_data(h: ServiceHealth) -> list[Any]:
+    """The columns of _HEALTH_DATA, in order."""
+    return [_column(getattr(h, n)) for n in _HEALTH_DATA]
 
 
 def _health(row: tuple[Any, ...]) -> ServiceHealth:
-    return ServiceHealth(
-        row[0],
-        _SERVICES[row[1]],
-        _STATES[row[2]],
-        _CAUSES[row[3]],
-        row[4],
-        bool(row[5]),
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-        row[14],
-        row[15],
-        row[16],
-        row[17],
-    )
+    r = list(row)
+    r[_I_SERVICE] = _SERVICES[r[_I_SERVICE]]
+    r[_I_STATE] = _STATES[r[_I_STATE]]
+    r[_I_CAUSE] = _CAUSES[r[_I_CAUSE]]
+    r[_I_DEFINITIVE] = bool(r[_I_DEFINITIVE])
+    return ServiceHealth(*r)
 
 
 def _incident(row: tuple[Any, ...]) -> Incident:
@@ -128,6 +112,16 @@ def _outbox(row: tuple[Any, ...]) -> OutboxItem:
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _check_health_columns(conn: sqlite3.Connection, path: Path) -> None:
+    have = {r[1] for r in conn.execute("PRAGMA table_info(health)")}
+    missing = [n for n in _HEALTH_FIELDS if n not in have]
+    if missing:
+        raise RuntimeError(
+            f"{path}: table health lacks columns {missing} of ServiceHealth; "
+            "add a migration in agent/store/migrations.py"
+        )
 
 
 class SqliteStore:
@@ -161,6 +155,7 @@ class SqliteStore:
             conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
             conn.execute("PRAGMA foreign_keys = ON")
             version = migrate(conn)
+            _check_health_columns(conn, path)
         except BaseException:
             conn.close()
             raise
@@ -216,21 +211,14 @@ class SqliteStore:
         with self._lock:
             if health.version == 0:
                 cur = self._conn.execute(
-                    f"INSERT INTO health ({_HEALTH_COLS}) VALUES ({', '.join('?' * 18)}) "
-                    "ON CONFLICT (account_id, service) DO NOTHING",
-                    (
-                        health.account_id,
-                        health.service.value,
-                        *_health_values(health),
-                        new_version,
-                    ),
+                    _HEALTH_INSERT,
+                    (health.account_id, health.service.value, *_health_data(health), new_version),
                 )
             else:
                 cur = self._conn.execute(
-                    f"UPDATE health SET {_HEALTH_SET} "
-                    "WHERE account_id = ? AND service = ? AND version = ?",
+                    _HEALTH_UPDATE,
                     (
-                        *_health_values(health),
+                        *_health_data(health),
                         new_version,
                         health.account_id,
                         health.service.value,
