@@ -83,6 +83,8 @@ class OwnerSettings:
     notify_urls: tuple[str, ...] = ()
     locale: str = "en"
     mute: bool = False
+    email: str | None = None  # contact details, when accounts name the owner by id only
+    name: str | None = None
 
 
 @dataclass(frozen=True)
