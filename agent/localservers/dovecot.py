@@ -215,7 +215,7 @@ class Dovecot:
         self._users[user] = (password, self._users.get(user, ("", ""))[1])
         self._write_users()
 
-    def add_many_users(self, n: int, prefix: str = "user", password: str = "pw") -> list[str]:
+    def add_many_users(self, n: int, prefix: str = "user", password: str = "pw") -> list[str]:  # noqa: S107
         """Add `prefix0` .. `prefix{n-1}` in one write; returns the names."""
         _check_field(password)
         names = [f"{prefix}{i}" for i in range(n)]
@@ -240,7 +240,7 @@ class Dovecot:
         self._set_override(user, "nologin" if reason is not None else None, reason or "")
 
     def set_auth_result(self, user: str, result: str | None, reason: str = "") -> None:
-        """"expired" -> `NO [EXPIRED] ...`, "unavailable" -> `NO [UNAVAILABLE] ...`."""
+        """ "expired" -> `NO [EXPIRED] ...`, "unavailable" -> `NO [UNAVAILABLE] ...`."""
         if result is not None and result not in _AUTH_RESULTS:
             raise ValueError(f"result must be one of {sorted(_AUTH_RESULTS)} or None")
         self._set_override(user, result, reason or f"forced {result}")

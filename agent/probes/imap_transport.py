@@ -1,0 +1,265 @@
+"""Network plumbing for the mail probes, and aioimaplib made safe against hostile servers.
+
+`open_socket` resolves with the context's resolver and connects to the IP; `ssl_context`
+builds the TLS context from TlsSettings. `SafeImapProtocol` is aioimaplib's protocol with a
+framing layer in front (LIBRARY-TRAPS.md): lines are cut in linear time and capped, literals
+and the number of lines are capped, the greeting is read here (so `* BYE` and non-UTF-8
+greetings are seen), the XOAUTH2 error challenge is answered, and a lost connection or a
+broken cap resolves `failed` so no command waits for a reply that will never come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Callable
+
+from aioimaplib import aioimaplib as _imap
+
+from agent.config.types import TlsSettings
+from agent.probes.base import ProbeContext
+from agent.probes.errors import network_kind
+from agent.secret import REDACTED
+
+CRLF = b"\r\n"
+MAX_LINES = 10_000  # lines one probe session may receive (a healthy one sees ~30)
+MAX_UNTAGGED_KEPT = 50  # untagged lines kept for evidence
+MAX_KEPT_LINE = 1000  # characters kept of one line
+
+
+def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if tls.ca_file is not None:
+        ctx.load_verify_locations(cafile=str(tls.ca_file))
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+async def open_socket(ctx: ProbeContext, host: str, port: int) -> socket.socket:
+    """Resolve `host` with ctx.resolver and connect to the first address that answers."""
+    loop = asyncio.get_running_loop()
+    addrs = await ctx.resolver.resolve(host, port)
+    last: OSError = OSError(f"no address for {host!r}")
+    for ip in addrs:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            ctx.log("*", f"connecting to {ip}:{port}")
+            await loop.sock_connect(sock, (ip, port))
+            return sock
+        except OSError as e:
+            sock.close()
+            last = e
+        except BaseException:
+            sock.close()
+            raise
+    raise last
+
+
+class Broken(Exception):
+    """The session cannot go on: the connection ended, or the server broke a cap."""
+
+    def __init__(self, network: str | None, text: str, exc: BaseException | None = None) -> None:
+        super().__init__(text)
+        self.network = network
+        self.text = text
+        self.exc = exc
+
+
+class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_line: int,
+        max_literal: int,
+        log: Callable[[str, str], None],
+        max_lines: int = MAX_LINES,
+    ) -> None:
+        super().__init__(loop)
+        self._max_line = max_line
+        self._max_literal = max_literal
+        self._max_lines = max_lines
+        self._log = log
+        self._buf = bytearray()
+        self._pos = 0  # start of unread data in _buf
+        self._scan = 0  # where the next CRLF search starts (linear, never rescans)
+        self._literal_left = 0
+        self.lines_seen = 0
+        self.greeting: asyncio.Future[bytes] = loop.create_future()
+        self.failed: asyncio.Future[Broken] = loop.create_future()
+        self.untagged: list[str] = []
+        self.untagged_count = 0
+        self.bye: str | None = None
+        self.scrub: str | None = None  # a secret in the next command line, hidden in logs
+        self.challenges: list[bytes] = []  # SASL challenges the server sent
+        self.auth_replies: list[str] = []  # what to answer them with (then empty lines)
+
+    # -- transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert isinstance(transport, asyncio.Transport)
+        self._transport: asyncio.Transport = transport
+
+    @property
+    def current_transport(self) -> asyncio.Transport:
+        return self._transport
+
+    def abort(self) -> None:
+        t: asyncio.Transport | None = getattr(self, "_transport", None)
+        if t is not None:
+            t.abort()
+
+    def set_transport(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._transport = transport
+
+    def send(self, line: str, scrub: str | None = None) -> None:
+        secret = scrub or self.scrub
+        shown = line.replace(secret, REDACTED) if secret else line
+        self._log("C", shown)
+        self._transport.write(line.encode() + CRLF)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is None:
+            self._fail(Broken("eof", "connection closed by server"))
+        else:
+            self._fail(Broken(network_kind(exc) or "reset", f"{type(exc).__name__}: {exc}", exc))
+
+    def _fail(self, broken: Broken) -> None:
+        if not self.failed.done():
+            self._log("*", f"session ended: {broken.text}")
+            self.failed.set_result(broken)
+        if not self.greeting.done():
+            self.greeting.cancel()
+        t: asyncio.Transport | None = getattr(self, "_transport", None)
+        if t is not None and not t.is_closing():
+            t.abort()
+
+    # -- framing in front of aioimaplib
+    def data_received(self, d: bytes) -> None:
+        if self.failed.done():
+            return
+        self._buf += d
+        try:
+            self._drain()
+        except Broken as b:
+            self._fail(b)
+        except Exception as e:  # aioimaplib's parser gave up (e.g. an unknown tag)
+            self._fail(Broken(None, f"{type(e).__name__}: {e}"[:MAX_KEPT_LINE], e))
+        finally:
+            if self._pos:
+                del self._buf[: self._pos]
+                self._scan = max(0, self._scan - self._pos)
+                self._pos = 0
+
+    def _drain(self) -> None:
+        buf = self._buf
+        while not self.failed.done():
+            if self._literal_left:
+                n = min(self._literal_left, len(buf) - self._pos)
+                if n == 0:
+                    return
+                chunk = bytes(buf[self._pos : self._pos + n])
+                self._pos += n
+                self._scan = self._pos
+                self._literal_left -= n
+                self._feed(chunk)
+                continue
+            i = buf.find(CRLF, max(self._scan, self._pos))
+            if i < 0:
+                if len(buf) - self._pos > self._max_line:
+                    raise Broken("too_large", f"line longer than {self._max_line} bytes")
+                self._scan = max(self._pos, len(buf) - 1)
+                return
+            line = bytes(buf[self._pos : i])
+            self._pos = self._scan = i + 2
+            if len(line) > self._max_line:
+                raise Broken("too_large", f"line longer than {self._max_line} bytes")
+            self.lines_seen += 1
+            if self.lines_seen > self._max_lines:
+                raise Broken("too_large", f"more than {self._max_lines} lines")
+            text = line[:MAX_KEPT_LINE].decode("utf-8", errors="replace")
+            self._log("S", text)
+            m = _imap.literal_data_re.match(line)
+            if m:
+                size = int(m.group("size"))
+                if size > self._max_literal:
+                    raise Broken("too_large", f"literal of {size} bytes announced")
+                self._literal_left = size
+            if self.state == _imap.CONNECTED:
+                self._greeting(line)
+                continue
+            if line.startswith(b"* "):
+                self.untagged_count += 1
+                if len(self.untagged) < MAX_UNTAGGED_KEPT:
+                    self.untagged.append(text)
+                if line[2:6].upper() == b"BYE " or line[2:].upper() == b"BYE":
+                    self.bye = text[6:] if len(text) > 6 else ""
+            self._feed(line + CRLF)
+
+    def _feed(self, data: bytes) -> None:
+        # aioimaplib's data_received minus its debug log of raw server bytes; each call gets
+        # one complete line (or a slice of a literal), so its recursion stays shallow.
+        try:
+            pending: bytes = self.incomplete_line  # type: ignore[has-type]
+            current: _imap.Command | None = self.current_command  # type: ignore[has-type]
+            self._handle_responses(pending + data, self._handle_line, current)
+            self.incomplete_line = b""
+            self.current_command = None
+        except _imap.IncompleteRead as incomplete:
+            self.current_command = incomplete.cmd
+            self.incomplete_line = incomplete.data
+
+    def _greeting(self, line: bytes) -> None:
+        if not line:
+            return
+        word = line[2:].split(b" ", 1)[0].upper() if line.startswith(b"* ") else b""
+        if word == b"PREAUTH":
+            self.state = _imap.AUTH
+        elif word == b"OK":
+            self.state = _imap.NONAUTH
+        else:
+            self.state = _imap.LOGOUT
+        if not self.greeting.done():
+            self.greeting.set_result(line)
+
+    def _continuation(self, line: bytes) -> None:
+        cmd = self.pending_sync_command
+        if cmd is not None and cmd.name == "AUTHENTICATE":
+            if self.auth_replies:
+                reply = self.auth_replies.pop(0)
+                self._log("C", REDACTED)
+                self._transport.write(reply.encode() + CRLF)
+            else:
+                # An error challenge (XOAUTH2 `+ <base64 JSON>`): the server waits for an
+                # empty line before it sends the tagged NO.
+                self.challenges.append(line[1:].strip())
+                self._log("C", "")
+                self._transport.write(CRLF)
+            return
+        super()._continuation(line)
+
+
+async def run_command(proto: SafeImapProtocol, cmd: _imap.Command) -> _imap.Response:
+    """Send `cmd` and wait for its tagged reply, or raise Broken when the session ends."""
+    if proto.failed.done():
+        raise proto.failed.result()
+    task = asyncio.ensure_future(proto.execute(cmd))
+    try:
+        await asyncio.wait({task, proto.failed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({task}, timeout=0.1)
+    if task.done() and not task.cancelled():
+        return task.result()
+    if cmd._event.is_set():  # the reply came just before the connection ended
+        return cmd.response
+    raise proto.failed.result()
