@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,7 @@ def full_health() -> ServiceHealth:
         detail="token endpoint said invalid_grant",
         since=T0 + 1.5,
         first_failure_at=T0 + 0.25,
+        strike_since=T0 + 0.75,
         last_probe_at=T0 + 9.125,
         last_success_at=T0 - 100.0,
         consecutive_failures=7,
@@ -120,6 +122,14 @@ def test_a_later_migration_adds_a_column_to_an_existing_file(db: Path) -> None:
         conn.close()
 
 
+def test_a_schema_missing_a_model_field_is_refused(db: Path) -> None:
+    SqliteStore.open(db).close()
+    with sqlite3.connect(db) as raw:
+        raw.execute("ALTER TABLE health DROP COLUMN strike_since")
+    with pytest.raises(RuntimeError, match="strike_since"):
+        SqliteStore.open(db)
+
+
 def test_a_file_from_a_newer_version_is_refused(db: Path) -> None:
     SqliteStore.open(db).close()
     with sqlite3.connect(db) as raw:
@@ -133,6 +143,14 @@ def test_a_file_from_a_newer_version_is_refused(db: Path) -> None:
 
 def test_every_health_field_round_trips(store: SqliteStore) -> None:
     h = full_health()
+    default = ServiceHealth("u-42", Service.CALDAV)
+    not_set = [
+        f.name
+        for f in fields(ServiceHealth)
+        if f.name not in ("account_id", "service", "version", "consecutive_successes")
+        and getattr(h, f.name) == getattr(default, f.name)
+    ]
+    assert not_set == [], "give every new ServiceHealth field a value in full_health()"
     stored = store.put_health(h)
     assert stored.version == 1
     got = store.get_health("u-42", Service.CALDAV)
@@ -284,6 +302,19 @@ def test_close_then_reopen_makes_a_new_incident(store: SqliteStore) -> None:
     assert [i.id for i in store.incidents("u-1")] == [b.id, a.id]  # newest first
     assert [i.id for i in store.incidents("u-1", open_only=True)] == [b.id]
     assert [i.id for i in store.incidents(limit=1)] == [b.id]
+
+
+def test_replicas_see_each_others_incidents_at_once(store: SqliteStore, db: Path) -> None:
+    other = SqliteStore.open(db)
+    try:
+        a = store.open_incident("u-1", Service.IMAP, Cause.AUTH_FAILED, None, T0)
+        assert other.open_incident("u-1", Service.IMAP, Cause.TIMEOUT, None, T0 + 1) == a
+        assert other.close_incident("u-1", Service.IMAP, T0 + 2) is not None
+        assert store.incidents(open_only=True) == []
+        b = store.open_incident("u-1", Service.IMAP, Cause.TIMEOUT, None, T0 + 3)
+        assert other.incidents(open_only=True) == [b]
+    finally:
+        other.close()
 
 
 def test_the_database_itself_refuses_a_second_open_incident(store: SqliteStore, db: Path) -> None:
@@ -549,6 +580,10 @@ while True:
     s.enqueue(OutboxItem(f"k-{i}", "first", "o", (f"u-{i}",), {"i": i}, "pending", 1.0, 1.0))
     s.put_record(Record("n", f"r-{i}", {"i": i}))
     s.open_incident(f"u-{i}", Service.IMAP, Cause.AUTH_FAILED, None, 1.0)
+    s.close_incident(f"u-{i}", Service.SMTP, 2.0)
+    (claimed,) = s.claim_due(2.0, "w", 60.0)
+    s.mark_sent(claimed.key, "w", 3.0)
+    s.close_incident(f"u-{i}", Service.IMAP, 4.0)
     print(i, flush=True)
     i += 1
 """
@@ -568,13 +603,13 @@ def test_every_committed_write_survives_kill_9(db: Path) -> None:
     s = SqliteStore.open(db)
     try:
         health = {h.account_id: h for h in s.load_health()}
-        pending = {i.key for i in s.outbox(limit=1_000_000)}
+        sent = {i.key for i in s.outbox(status="sent", limit=1_000_000)}
         records = {r.key for r in s.records("n")}
-        opened = {i.account_id for i in s.incidents(open_only=True, limit=1_000_000)}
+        closed = {i.account_id for i in s.incidents(limit=1_000_000) if i.closed_at == 4.0}
         for n in acknowledged:
             assert health[f"u-{n}"].consecutive_failures == n
-            assert f"k-{n}" in pending
+            assert f"k-{n}" in sent
             assert f"r-{n}" in records
-            assert f"u-{n}" in opened
+            assert f"u-{n}" in closed
     finally:
         s.close()

@@ -245,13 +245,15 @@ class SqliteStore:
         self, account_id: str, service: Service, cause: Cause, hint: str | None, at: float
     ) -> Incident:
         with self._tx() as c:
-            row = c.execute(
+            # fetchall(): a RETURNING statement must run to its end before COMMIT.
+            rows = c.execute(
                 "INSERT INTO incidents (account_id, service, cause, hint, opened_at) "
                 "VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (account_id, service) WHERE closed_at IS NULL DO NOTHING "
                 f"RETURNING {_INCIDENT_COLS}",
                 (account_id, service.value, cause.value, hint, at),
-            ).fetchone()
+            ).fetchall()
+            row = rows[0] if rows else None
             if row is None:
                 row = c.execute(
                     f"SELECT {_INCIDENT_COLS} FROM incidents "
@@ -261,14 +263,14 @@ class SqliteStore:
         return _incident(row)
 
     def close_incident(self, account_id: str, service: Service, at: float) -> Incident | None:
-        with self._lock:
-            row = self._conn.execute(
-                "UPDATE incidents SET closed_at = ? "
-                "WHERE account_id = ? AND service = ? AND closed_at IS NULL "
-                f"RETURNING {_INCIDENT_COLS}",
-                (at, account_id, service.value),
-            ).fetchone()
-        return _incident(row) if row is not None else None
+        # fetchall(): in autocommit mode the write commits when the statement ends.
+        rows = self._all(
+            "UPDATE incidents SET closed_at = ? "
+            "WHERE account_id = ? AND service = ? AND closed_at IS NULL "
+            f"RETURNING {_INCIDENT_COLS}",
+            (at, account_id, service.value),
+        )
+        return _incident(rows[0]) if rows else None
 
     def incidents(
         self, account_id: str | None = None, *, open_only: bool = False, limit: int = 100
