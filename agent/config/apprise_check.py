@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Iterator
 from functools import lru_cache
 
-from agent.config.nodes import Ctx, Node, describe
+from agent.config.nodes import Ctx, Node, describe, secret
 
 
 @contextlib.contextmanager
@@ -34,7 +34,10 @@ def is_valid(url: str) -> bool:
 
 
 def apprise_url(ctx: Ctx, node: Node, path: str) -> str:
+    """An Apprise URL, given as is or (when it holds a password) as {env: ...} / {file: ...}."""
     v = node.value
+    if isinstance(v, dict):
+        v = secret(ctx, node, path).reveal()
     if not isinstance(v, str) or not v.strip():
         raise ctx.error(node, path, f"expected an Apprise URL, got {describe(v)}")
     if not is_valid(v):

@@ -178,6 +178,7 @@ def _accounts(
     if not isinstance(node.value, list):
         raise ctx.error(node, path, f"expected a list of accounts, got {n.describe(node.value)}")
     seen: dict[str, int | None] = {}
+    owner_seen: dict[str, tuple[Account, int | None]] = {}
     out: list[Account] = []
     for i, item in enumerate(node.value):
         acc = _account(ctx, item, f"{path}[{i}]", owners)
@@ -187,6 +188,16 @@ def _accounts(
             id_node = item.value["id"]
             raise ctx.for_account(acc.id).error(id_node, "id", f"duplicate account id{where}")
         seen[acc.id] = item.line
+        earlier = owner_seen.setdefault(acc.owner.id, (acc, item.line))
+        if earlier[0].owner != acc.owner:
+            other, line = earlier
+            where = f" at line {line}" if line is not None else ""
+            raise ctx.for_account(acc.id).error(
+                item.value["owner"],
+                "owner",
+                f"owner {acc.owner.id} differs from account {other.id}{where} "
+                f"({acc.owner.email!r} vs {other.owner.email!r}); list it once under owners:",
+            )
         out.append(acc)
     return tuple(out)
 
