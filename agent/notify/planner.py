@@ -15,7 +15,8 @@ from enum import StrEnum
 from typing import Any
 
 from agent.config.types import Account, NotifySettings, OwnerSettings
-from agent.model import TRANSIENT_CAUSES, USER_ACTION_CAUSES, Cause, Service, ServiceHealth, State
+from agent.model import Cause, Service, ServiceHealth, State
+from agent.state import RULES, Email
 
 
 class Kind(StrEnum):
@@ -29,17 +30,15 @@ class Kind(StrEnum):
 
 def cause_class(cause: Cause | None) -> str:
     """ "action" (owner must act), "transient" (email only after transient_after), "sre"
-    (integration_error: never the owner) or "none". agent.state.RULES will say this once it
-    lands; until then the sets in agent.model do."""
+    (integration_error: never the owner) or "none"; agent.state.RULES says which."""
     if cause is None:
         return "none"
-    if cause in USER_ACTION_CAUSES:
+    rule = RULES[cause].email
+    if rule is Email.AT_ONCE:
         return "action"
-    if cause in TRANSIENT_CAUSES:
+    if rule is Email.AFTER_TRANSIENT:
         return "transient"
-    if cause is Cause.INTEGRATION_ERROR:
-        return "sre"
-    return "none"
+    return "sre" if cause is Cause.INTEGRATION_ERROR else "none"
 
 
 @dataclass(frozen=True)

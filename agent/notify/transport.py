@@ -10,7 +10,7 @@ import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from agent.secret import Redactor
@@ -68,7 +68,7 @@ def url_secrets(url: str) -> list[str]:
     return out
 
 
-def _apprise():  # type: ignore[no-untyped-def]
+def _apprise() -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import apprise
