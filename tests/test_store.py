@@ -559,6 +559,28 @@ def test_shards_are_shared_fairly_and_taken_over_when_a_replica_dies(store: Sqli
     assert b == set(range(8))
 
 
+def test_replicas_claiming_shards_at_once_never_hold_the_same_one(db: Path) -> None:
+    stores = [SqliteStore.open(db), SqliteStore.open(db)]
+    barrier = threading.Barrier(4)
+    last: dict[str, set[int]] = {}
+
+    def run(i: int) -> None:
+        for r in range(4):
+            barrier.wait()
+            last[f"w{i}"] = stores[i % 2].claim_shards(f"w{i}", 8, T0 + r, lease=30)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    held = [shard for shards in last.values() for shard in shards]
+    assert len(held) == len(set(held)) == 8
+    assert all(len(shards) == 2 for shards in last.values())
+
+
 def test_fewer_shards_drops_the_extra_ones(store: SqliteStore) -> None:
     store.claim_shards("a", 8, T0, lease=30)
     assert store.claim_shards("a", 4, T0 + 1, lease=30) == set(range(4))
