@@ -71,3 +71,41 @@ def impacts(services: Iterable[Service]) -> list[str]:
         if service in wanted:
             out.extend(IMPACTS[service])
     return out
+
+
+# What the owner should do, per cause needing action (other causes: nothing to do yet).
+ACTION_BY_CAUSE: dict[Cause, str] = {
+    Cause.AUTH_FAILED: ACTION_TEXT,
+    Cause.ACCESS_REVOKED: ACTION_TEXT,
+    Cause.ACCOUNT_SUSPENDED: "Check your account with your email provider, "
+    "then reconnect it in Settings > Connected Apps.",
+    Cause.PERMISSION_DENIED: "Check what your account allows us to use, "
+    "then reconnect it in Settings > Connected Apps.",
+    Cause.OVER_QUOTA: "Free up space in your mailbox, or ask your provider for more storage.",
+    Cause.CONFIG_ERROR: "Check the connection settings in Settings > Connected Apps.",
+}
+
+
+def action_text(cause: Cause) -> str:
+    """What the owner should do about `cause`; "" when there is nothing to do yet."""
+    return ACTION_BY_CAUSE.get(cause, "")
+
+
+def integration_name(services: Iterable[Service]) -> str:
+    """ "Mailbox", "Calendar" or "Mailbox and Calendar", for the broken services."""
+    wanted = set(services)
+    parts = []
+    if wanted & {Service.IMAP, Service.SMTP}:
+        parts.append("Mailbox")
+    if Service.CALDAV in wanted:
+        parts.append("Calendar")
+    return " and ".join(parts)
+
+
+def service_list(services: Iterable[Service]) -> str:
+    """ "incoming mail (IMAP), outgoing mail (SMTP) and calendar (CalDAV)" (stable order)."""
+    wanted = set(services)
+    names = [SERVICE_NAMES[s] for s in (Service.IMAP, Service.SMTP, Service.CALDAV) if s in wanted]
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
