@@ -11,7 +11,13 @@ from __future__ import annotations
 import re
 
 from agent import classify_text as words
-from agent.classify_http import classify_caldav, classify_oauth, retry_after, summary
+from agent.classify_http import (
+    classify_caldav,
+    classify_oauth,
+    judged_caldav,
+    retry_after,
+    summary,
+)
 from agent.classify_imap import classify_imap
 from agent.classify_smtp import classify_smtp
 from agent.model import Cause, Evidence, Failure
@@ -79,6 +85,8 @@ def _cause(ev: Evidence) -> Failure:
         return classify_oauth(ev)
     if proto == "imap" and ev.text:
         return classify_imap(ev)
+    if proto == "caldav" and ev.text:
+        return judged_caldav(ev)
     return _exception_only(ev)
 
 

@@ -119,10 +119,22 @@ def classify_caldav(ev: Evidence) -> Failure:
         return _m(Cause.INTEGRATION_ERROR)  # the server rejects the shape of our request
     if code >= 400:
         return _m(Cause.PROTOCOL_ERROR)
-    # A 2xx that still failed: the probe judged the content.
-    if ev.stage == "privileges":
+    return judged_caldav(ev)
+
+
+def judged_caldav(ev: Evidence) -> Failure:
+    """A good HTTP answer (or none) that still failed: the probe judged the content and its
+    text says what it found ("read-only: ...", "not a calendar: ...", "no calendars: ...")."""
+    text = ev.text.lstrip()
+    if text.startswith("unusable answer"):
+        return _m(Cause.PROTOCOL_ERROR)
+    if text.startswith("read-only") or (ev.stage == "privileges" and "privilege" in text):
         return _m(Cause.PERMISSION_DENIED)
-    if ev.stage == "discovery":
+    if re.match(r"not a calendar|no calendars?|no calendar-home-set|no caldav", text, re.I):
+        return _m(Cause.CONFIG_ERROR)  # the URL does not lead to a calendar
+    if re.search(r"oauth|token source", text, re.IGNORECASE):
+        return _m(Cause.INTEGRATION_ERROR)
+    if ev.stage == "config":
         return _m(Cause.CONFIG_ERROR)
     return _m(Cause.PROTOCOL_ERROR)
 
@@ -144,6 +156,9 @@ _SKEW = re.compile(
 def classify_oauth(ev: Evidence) -> Failure:
     code = ev.code or 0
     obj = json_body(ev.text) or {}
+    if not code and not obj:
+        # No reply from the token endpoint: our own OAuth settings or code stopped us.
+        return _m(Cause.INTEGRATION_ERROR)
     error = obj.get("error")
     error = error if isinstance(error, str) else ""
     desc = obj.get("error_description")

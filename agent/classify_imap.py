@@ -9,6 +9,7 @@ from agent.model import Cause, Evidence, Failure
 
 _CODE = re.compile(r"\[([A-Z][A-Z0-9.-]*)[\] ]", re.IGNORECASE)
 _SASL_REFUSED = re.compile(r"AUTHENTICATE failed\.?$", re.IGNORECASE)
+_READ_ONLY = re.compile(r"read-only|not writable|\[READ-ONLY\]", re.IGNORECASE)
 _PRE_AUTH = {"connect", "greeting", "capability", "starttls", "tls"}
 _AUTH = {"login", "auth", "authenticate"}
 
@@ -80,9 +81,17 @@ def classify_imap(ev: Evidence) -> Failure:
         return _bye(ev, said)
 
     if status == "OK":
+        # An OK that still failed: the probe judged the content (throttle, quota, rights).
         if "THROTTLED" in found or words.RATE.search(said):
             return _m(Cause.RATE_LIMITED)
+        if "OVERQUOTA" in found:
+            return _m(Cause.OVER_QUOTA, definitive=True)
+        if _READ_ONLY.search(said):
+            return _m(Cause.PERMISSION_DENIED)
         return _m(Cause.PROTOCOL_ERROR)
+
+    if not status:
+        return _no_status(ev, said)
 
     strong = words.strong(said)
     if strong is not None:
@@ -107,7 +116,9 @@ def classify_imap(ev: Evidence) -> Failure:
         return _from_meaning(weak)
 
     if stage in _PRE_AUTH:
-        return _m(Cause.SERVER_UNAVAILABLE)
+        if status in ("NO", "BYE"):
+            return _m(Cause.SERVER_UNAVAILABLE)
+        return _m(Cause.PROTOCOL_ERROR)  # a greeting or reply that makes no sense
     if stage in _AUTH:
         if status == "NO":
             return _m(Cause.AUTH_FAILED)
@@ -141,3 +152,17 @@ def _bye(ev: Evidence, said: str) -> Failure:
     if ev.stage in _AUTH and words.CREDENTIALS.search(said):
         return _m(Cause.AUTH_FAILED)
     return _m(Cause.SERVER_UNAVAILABLE)
+
+
+def _no_status(ev: Evidence, said: str) -> Failure:
+    """No server status: the probe stopped on its own judgement (the text says why)."""
+    if ev.stage == "starttls" or re.search(r"STARTTLS", said):
+        return _m(Cause.CONFIG_ERROR)  # STARTTLS configured but not offered or refused
+    if re.search(r"oauth|token source", said, re.IGNORECASE):
+        return _m(Cause.INTEGRATION_ERROR)
+    if re.search(r"account has no|settings", said, re.IGNORECASE):
+        return _m(Cause.CONFIG_ERROR)
+    strong = words.strong(said)
+    if strong is not None:
+        return _from_meaning(strong)
+    return _m(Cause.PROTOCOL_ERROR)

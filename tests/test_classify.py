@@ -209,3 +209,24 @@ def test_detail_says_what_the_server_said(ev: Evidence, expected: str) -> None:
 
 def test_detail_is_short() -> None:
     assert len(classify(http(500, "x" * 100_000)).detail) <= 500
+
+
+@pytest.mark.parametrize(
+    ("ev", "cause"),
+    [
+        (imap("OK", "INBOX is not writable (read-only): [READ-ONLY] Select completed", "select"), C.PERMISSION_DENIED),
+        (imap("OK", "INBOX is not writable (read-only): Success [THROTTLED]", "select"), C.RATE_LIMITED),
+        (imap("OK", "[OVERQUOTA] quota full: STORAGE 10 of 10", "quota"), C.OVER_QUOTA),
+        (Evidence("imap", "starttls", text="server does not offer STARTTLS"), C.CONFIG_ERROR),
+        (Evidence("imap", "login", text="no OAuth token source configured"), C.INTEGRATION_ERROR),
+        (imap("", "unexpected greeting: hello", "greeting"), C.PROTOCOL_ERROR),
+        (Evidence("caldav", "privileges", text="read-only: no write privilege on the calendar(s)"), C.PERMISSION_DENIED),
+        (Evidence("caldav", "privileges", text="not a calendar: calendar_url /x is not a calendar"), C.CONFIG_ERROR),
+        (Evidence("caldav", "calendars", text="no calendars: the calendar home /x holds none"), C.CONFIG_ERROR),
+        (Evidence("caldav", "home", text="no calendar-home-set: the principal /p has none"), C.CONFIG_ERROR),
+        (Evidence("caldav", "discovery", code=207, text="unusable answer: not XML\n<html>"), C.PROTOCOL_ERROR),
+        (Evidence("oauth", "token", text="no OAuth token source configured"), C.INTEGRATION_ERROR),
+    ],
+)  # fmt: skip
+def test_it_reads_what_the_probe_judged(ev: Evidence, cause: Cause) -> None:
+    assert classify(ev).cause is cause
