@@ -7,7 +7,7 @@ import pytest
 from agent.config.types import BurstSettings, NotifySettings, OwnerSettings
 from agent.model import Cause, Service
 from agent.notify.planner import Kind
-from tests.notify_helpers import DAY, T0, Sim, account, broken
+from tests.test_notify_support import DAY, T0, Sim, account, broken
 
 
 def tick(sim: Sim, start: float, end: float, step: float, accounts, healths) -> None:

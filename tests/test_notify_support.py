@@ -54,7 +54,7 @@ def broken(
 class Sim:
     """Runs decide() the way the Notifier does, keeping its state in memory."""
 
-    settings: NotifySettings = NotifySettings()
+    settings: NotifySettings = field(default_factory=NotifySettings)
     owners: Mapping[str, OwnerSettings] = field(default_factory=dict)
     incidents: dict[str, OwnerIncident] = field(default_factory=dict)
     bursts: dict[str, BurstHold] = field(default_factory=dict)
