@@ -41,7 +41,9 @@ def account(account_id: str = "acct-1", address: str = "ada@mail.example", **kw:
     )
 
 
-def h(service: Service, state: State = State.OK, cause: Cause | None = None, **kw: Any) -> Any:
+def h(
+    service: Service, state: State = State.OK, cause: Cause | None = None, **kw: Any
+) -> ServiceHealth:
     return ServiceHealth(
         account_id=kw.pop("account_id", "acct-1"), service=service, state=state, cause=cause, **kw
     )
