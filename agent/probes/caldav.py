@@ -104,6 +104,7 @@ class _Dav:
         else:
             password = self.server.password.reveal() if self.server.password else ""
             blob = base64.b64encode(f"{self.server.username}:{password}".encode()).decode()
+            self.ctx.redact.add(password)
             self.ctx.redact.add(blob)
             self.auth_header = f"Basic {blob}"
 
