@@ -70,11 +70,11 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
 
     given = [k for k in ("accounts", "accounts_file", "inventory") if k in top.items]
     if len(given) > 1:
-        second = given[1]
+        later = max(given, key=lambda k: top.keys.get(k) or 0)
         raise ctx.error(
-            top.items[second],
-            second,
-            f"give only one of {', '.join(given)}, not both",
+            top.keys.get(later),
+            later,
+            f"{' and '.join(given)} are both given; use only one",
         )
     if not given:
         raise ctx.error(None, "accounts", "no accounts: give accounts, accounts_file or inventory")

@@ -9,6 +9,7 @@ into a message.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,8 @@ def compose_yaml(text: str, file: str) -> Node | None:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
         what = e.problem or e.context or "invalid YAML"
+        if "block" in what or "indent" in what:
+            what += " (check the indentation)"
         raise ConfigError(f"invalid YAML: {what}", file=file, line=line) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML: {e}", file=file) from None
@@ -181,10 +184,12 @@ class Section:
         self.line = node.line if node is not None else None
         if node is None or node.value is None:
             self.items: dict[str, Node] = {}
+            self.keys: dict[str, int | None] = {}
             return
         if not isinstance(node.value, dict):
             raise ctx.error(node, path, f"expected a mapping, got {describe(node.value)}")
         self.items = node.value
+        self.keys = node.keys
         allowed = sorted(known)
         for key in self.items:
             if key not in allowed:
@@ -402,7 +407,7 @@ def path_value(ctx: Ctx, node: Node, path: str) -> Path:
     v = node.value
     if not isinstance(v, str) or not v.strip():
         raise ctx.error(node, path, f"expected a file path, got {describe(v)}")
-    return ctx.base_dir / Path(v).expanduser()
+    return Path(os.path.normpath(ctx.base_dir / Path(v).expanduser()))
 
 
 def readable_file(ctx: Ctx, node: Node, path: str) -> Path:
@@ -449,7 +454,7 @@ def secret(ctx: Ctx, node: Node, path: str) -> Secret:
         if not value:
             raise ctx.error(ref, path, f"environment variable {name} is empty")
         return Secret(value)
-    p = ctx.base_dir / Path(name).expanduser()
+    p = Path(os.path.normpath(ctx.base_dir / Path(name).expanduser()))
     try:
         value = p.read_text(encoding="utf-8")
     except OSError as e:
