@@ -69,7 +69,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     help="The agent's config file (its store.path is read).",
 )
 @click.option("--account", "account_id", default=None, help="Only rows naming this account.")
-@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array instead of a table.")
 @click.option("--limit", default=200, show_default=True, help="Newest rows to show.")
 def notifications_command(
     config_path: Path, account_id: str | None, as_json: bool, limit: int
@@ -88,7 +88,6 @@ def notifications_command(
     finally:
         store.close()
     if as_json:
-        for r in rows:
-            click.echo(json.dumps(r, sort_keys=True))
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
     else:
         click.echo(format_table(rows))
