@@ -183,6 +183,7 @@ class Dovecot:
             raise DovecotError("already started")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)
+        _check_reachable(self.dir)
         # A fresh base_dir every start: the anvil block below needs it (TEST-SERVERS.md).
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir()
@@ -450,6 +451,17 @@ def _listening(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _check_reachable(path: Path) -> None:
+    """Dovecot's unprivileged processes must reach the folder (TEST-SERVERS.md)."""
+    for parent in path.parents:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            raise DovecotError(
+                f"{parent} is not searchable by other users (mode "
+                f"{parent.stat().st_mode & 0o777:o}); Dovecot's auth and mail processes "
+                f"cannot reach {path}: use a folder like tempfile.mkdtemp() under /tmp"
+            )
 
 
 def _check_name(user: str) -> None:

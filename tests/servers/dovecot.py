@@ -12,12 +12,16 @@
   `set_quota(user, 0)` (GETQUOTAROOT shows a full mailbox), `kick(user)`.
 - `mail_max_userip_connections` is 10 (the `LIMIT` case needs 11 sessions).
 
+`running_dovecot(pki.self_signed)` starts one with another certificate (a context manager).
 `imap_account(dovecot, user, password, security=..., ca_file=..., with_smtp=True)` builds an
 `Account` pointing at it (host "127.0.0.1"; SMTP over submission with STARTTLS).
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,19 +36,29 @@ from agent.config.types import (
 )
 from agent.localservers.dovecot import Dovecot
 from agent.secret import Secret
-from tests.servers.tls import TestPKI
+from tests.servers.tls import CertPair, TestPKI
 
 
-@pytest.fixture
-def dovecot(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Iterator[Dovecot]:
-    d = Dovecot(tmp_path_factory.mktemp("dovecot"), pki.good.cert, pki.good.key)
+@contextlib.contextmanager
+def running_dovecot(cert: CertPair, **kw: object) -> Iterator[Dovecot]:
+    """A started Dovecot with alice and bob, in a fresh folder under /tmp (pytest's
+    tmp_path sits below a 0700 folder that Dovecot's own users cannot enter)."""
+    folder = Path(tempfile.mkdtemp(prefix="syncwatch-dovecot-"))
+    d = Dovecot(folder, cert.cert, cert.key, **kw)  # type: ignore[arg-type]
     d.add_user("alice", "alice-pw")
     d.add_user("bob", "bob-pw")
-    d.start()
     try:
+        d.start()
         yield d
     finally:
         d.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot(pki: TestPKI) -> Iterator[Dovecot]:
+    with running_dovecot(pki.good) as d:
+        yield d
 
 
 def imap_account(
