@@ -182,6 +182,8 @@ def validate(
             fill(tpl, account_id="a", owner_id="o")
         except (KeyError, IndexError, ValueError) as e:
             errors.append(f"{field}: bad placeholder {e}; use {{account_id}} and {{owner_id}}")
+    if any(e.startswith("portal.") for e in errors):
+        return errors
     env = environment(templates_dir)
     for kind in Kind:
         ctx = context(_sample(kind), {}, portal, Owner("owner-1", "o@example.com"), settings)
