@@ -250,7 +250,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def _make_rights_class() -> type:
     from radicale.rights import from_file  # only inside the Radicale process
 
-    class ReloadingRights(from_file.Rights):  # type: ignore[misc]
+    class ReloadingRights(from_file.Rights):
         """from_file rights that re-read the file when it changed on disk."""
 
         def __init__(self, configuration: Any) -> None:
