@@ -269,6 +269,43 @@ def breaker_blocks(
     return max(until) if until else None
 
 
+def confirm_shared(
+    h: ServiceHealth, sibling: ServiceHealth, now: float
+) -> tuple[ServiceHealth, Transition | None]:
+    """A sibling service logging in with the same credential has confirmed that the
+    credential is refused (a breaker cause): this service, failing with a breaker cause
+    under that credential too, is confirmed with it and shares its breaker. (IMAP and SMTP
+    share one password; once the breaker holds logins back, SMTP would otherwise never
+    get its second strike, and the banner would not say that sending stopped.)"""
+    if (
+        h.state is not State.DEGRADED
+        or h.cause is None
+        or not RULES[h.cause].breaker
+        or sibling.state is not State.DISCONNECTED
+        or sibling.cause is None
+        or not RULES[sibling.cause].breaker
+        or not h.credential
+        or h.credential != sibling.credential
+    ):
+        return h, None
+    new = replace(
+        h,
+        state=State.DISCONNECTED,
+        since=now,
+        breaker_until=sibling.breaker_until,
+        breaker_backoff=sibling.breaker_backoff,
+    )
+    return new, Transition(
+        account_id=h.account_id,
+        service=h.service,
+        old=h.state,
+        new=new.state,
+        cause=new.cause,
+        hint=new.hint,
+        at=now,
+    )
+
+
 def reset_breaker(h: ServiceHealth) -> ServiceHealth:
     """Lift the breaker (an explicit re-check). The backoff is kept: if the same credential
     is refused again, the next pause is twice as long (no lockout by repeated re-checks)."""

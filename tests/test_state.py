@@ -28,6 +28,7 @@ from agent.state import (
     account_state,
     advance,
     breaker_blocks,
+    confirm_shared,
     reset_breaker,
 )
 
@@ -740,3 +741,61 @@ def test_invariants_over_random_histories(seed: int) -> None:
             assert h.breaker_until > now and h.cause in BREAKER_CAUSES
         assert h.breaker_backoff <= policy.breaker_max
         assert h.last_probe_at == now
+
+
+# --- confirm_shared: one refused password confirms IMAP and SMTP together -----------------
+def _h(service: Service, state: State, cause: Cause | None, cred: str = "c1") -> ServiceHealth:
+    return ServiceHealth(
+        account_id="a",
+        service=service,
+        state=state,
+        cause=cause,
+        credential=cred,
+        breaker_until=5000.0 if state is State.DISCONNECTED else None,
+        breaker_backoff=3600.0 if state is State.DISCONNECTED else 0.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mine", "sibling", "confirmed"),
+    [
+        (
+            _h(Service.SMTP, State.DEGRADED, Cause.AUTH_FAILED),
+            _h(Service.IMAP, State.DISCONNECTED, Cause.AUTH_FAILED),
+            True,
+        ),
+        (
+            _h(Service.SMTP, State.DEGRADED, Cause.TIMEOUT),
+            _h(Service.IMAP, State.DISCONNECTED, Cause.AUTH_FAILED),
+            False,
+        ),
+        (
+            _h(Service.SMTP, State.DEGRADED, Cause.AUTH_FAILED),
+            _h(Service.IMAP, State.DISCONNECTED, Cause.OVER_QUOTA),
+            False,
+        ),
+        (
+            _h(Service.SMTP, State.DEGRADED, Cause.AUTH_FAILED, cred="other"),
+            _h(Service.IMAP, State.DISCONNECTED, Cause.AUTH_FAILED),
+            False,
+        ),
+        (
+            _h(Service.SMTP, State.OK, None),
+            _h(Service.IMAP, State.DISCONNECTED, Cause.AUTH_FAILED),
+            False,
+        ),
+        (
+            _h(Service.SMTP, State.DEGRADED, Cause.AUTH_FAILED),
+            _h(Service.IMAP, State.DEGRADED, Cause.AUTH_FAILED),
+            False,
+        ),
+    ],
+)
+def test_confirm_shared(mine: ServiceHealth, sibling: ServiceHealth, confirmed: bool) -> None:
+    new, t = confirm_shared(mine, sibling, 1000.0)
+    if confirmed:
+        assert new.state is State.DISCONNECTED and t is not None
+        assert t.old is State.DEGRADED and t.new is State.DISCONNECTED
+        assert new.breaker_until == sibling.breaker_until
+    else:
+        assert new == mine and t is None

@@ -111,16 +111,18 @@ class Account:
         return out
 
     def credential_key(self, service: Service) -> str:
-        """Who logs in: host and user, or the OAuth grant. Shared by services with one login."""
+        """Who logs in: the user name, or the OAuth grant. IMAP and SMTP often share one
+        password (at different hosts); services with one key share the auth breaker."""
         server = self.services()[service]
         if server.auth is AuthKind.XOAUTH2 and self.oauth2 is not None:
             return "oauth:" + _digest(self.oauth2.token_url, self.oauth2.client_id, self.id)
-        return "login:" + _digest(server.host, server.username)
+        return "login:" + _digest(self.id, server.username)
 
     def credential_fingerprint(self, service: Service) -> str:
-        """Changes whenever the credential a service uses changes. Safe to store and log."""
+        """Changes whenever the credential a service uses changes. Safe to store and log.
+        Services sharing a user name and password share the fingerprint."""
         server = self.services()[service]
-        parts = [server.host, server.username, server.auth.value]
+        parts = [self.id, server.username, server.auth.value]
         if server.password is not None:
             parts.append(server.password.reveal())
         if server.auth is AuthKind.XOAUTH2 and self.oauth2 is not None:

@@ -1,0 +1,152 @@
+"""HTTP: /metrics, health and readiness, reload, and the portal's /api/v1.
+
+The /api/v1 routes are for the portal's backend, never for browsers: a bearer token from
+the config is required (compared in constant time); responses carry an ETag and honour
+If-None-Match, since the portal polls. The handlers know nothing of probes or storage:
+they call a Backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from agent.metrics import CONTENT_TYPE
+from agent.openapi import OPENAPI
+from agent.secret import Secret
+
+
+class RecheckLimited(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"recheck limited; retry after {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
+class Backend(Protocol):
+    def ready(self) -> bool: ...
+
+    def api_tokens(self) -> Sequence[Secret]: ...
+
+    def metrics_text(self) -> bytes: ...
+
+    async def reload(self) -> tuple[bool, str]: ...
+
+    def account_status(self, account_id: str) -> dict[str, Any] | None: ...
+
+    def owner_banner(self, owner_id: str) -> dict[str, Any]: ...
+
+    async def recheck(self, account_id: str) -> dict[str, Any] | None:
+        """Fresh status after probing now; None for an unknown account; raises
+        RecheckLimited when asked too often."""
+        ...
+
+    def release_burst(self, provider: str) -> int: ...
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(request: web.Request, doc: Any, status: int = 200) -> web.Response:
+    body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if status == 200 and etag in _if_none_match(request):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+def _if_none_match(request: web.Request) -> set[str]:
+    raw = request.headers.get("If-None-Match", "")
+    return {t.strip().removeprefix("W/") for t in raw.split(",") if t.strip()}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.Application:
+    """The aiohttp application. With api.listen set, the daemon builds two: one with the
+    admin routes (metrics, health, reload) and one with /api/v1."""
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/api/v1/") and request.path != "/api/v1/openapi.json":
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not _token_ok(token.strip(), backend.api_tokens()):
+                return _error(
+                    401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"}
+                )
+        return await handler(request)
+
+    app = web.Application(middlewares=[auth])
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=backend.metrics_text(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="Healthy\n")
+
+    async def ready(_: web.Request) -> web.Response:
+        if backend.ready():
+            return web.Response(text="Ready\n")
+        return web.Response(status=503, text="Not ready\n")
+
+    async def reload(_: web.Request) -> web.Response:
+        ok, message = await backend.reload()
+        return web.json_response({"ok": ok, "message": message}, status=200 if ok else 500)
+
+    async def status(request: web.Request) -> web.Response:
+        doc = backend.account_status(request.match_info["account_id"])
+        if doc is None:
+            return _error(404, "unknown account")
+        return _json(request, doc)
+
+    async def banner(request: web.Request) -> web.Response:
+        return _json(request, backend.owner_banner(request.match_info["owner_id"]))
+
+    async def recheck(request: web.Request) -> web.Response:
+        try:
+            doc = await backend.recheck(request.match_info["account_id"])
+        except RecheckLimited as e:
+            return _error(
+                429,
+                "recheck asked too often for this account",
+                {"Retry-After": str(max(1, int(e.retry_after + 0.999)))},
+            )
+        if doc is None:
+            return _error(404, "unknown account")
+        return _json(request, doc)
+
+    async def release(request: web.Request) -> web.Response:
+        n = backend.release_burst(request.match_info["provider"])
+        return web.json_response({"released": n})
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    if admin:
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/-/healthy", healthy)
+        app.router.add_get("/-/ready", ready)
+        app.router.add_post("/-/reload", reload)
+    if api:
+        app.router.add_get("/api/v1/openapi.json", openapi)
+        app.router.add_get("/api/v1/accounts/{account_id}/status", status)
+        app.router.add_post("/api/v1/accounts/{account_id}/recheck", recheck)
+        app.router.add_get("/api/v1/users/{owner_id}/banner", banner)
+        app.router.add_post("/api/v1/bursts/{provider}/release", release)
+    return app
+
+
+def _token_ok(given: str, tokens: Sequence[Secret]) -> bool:
+    ok = False
+    for t in tokens:
+        # compare_digest on every token: no early exit that would leak which one matched
+        ok |= hmac.compare_digest(given.encode(), t.reveal().encode())
+    return ok and bool(given)

@@ -1,0 +1,357 @@
+"""Wires the parts into the daemon: store, monitor, scheduler, notifier, metrics, HTTP.
+
+`App.start()` / `App.stop()` for tests; `serve(config_path)` owns signals (SIGTERM
+finishes in-flight probes, saves state and exits; SIGHUP reloads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from agent.api import RecheckLimited, make_app
+from agent.banner import account_status, owner_banner, reconnect_url
+from agent.config.load import ConfigError, load_config
+from agent.config.types import Account, Config
+from agent.inventory import Inventory, InventoryError, inventory_for
+from agent.metrics import Metrics
+from agent.model import ProbeResult, Service, ServiceHealth, State
+from agent.monitor import Monitor
+from agent.net import Resolver, SystemResolver
+from agent.notify.service import Notifier
+from agent.probes import probe_service
+from agent.probes.oauth import OAuthTokens
+from agent.scheduler import Prober, Scheduler
+from agent.secret import Secret
+from agent.state import Policy
+from agent.store.base import Record, Store
+from agent.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+NOTIFY_TICK = 5.0
+
+
+class StoreTokens:
+    """Rotated OAuth refresh tokens, kept in the store so a rotation is never lost."""
+
+    NAMESPACE = "oauth_refresh"
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, account_id: str) -> str | None:
+        value = self._store.get_record(self.NAMESPACE, account_id).value
+        token = value.get("token")
+        return str(token) if token else None
+
+    def put(self, account_id: str, token: str) -> None:
+        for _ in range(3):
+            current = self._store.get_record(self.NAMESPACE, account_id)
+            try:
+                self._store.put_record(
+                    Record(self.NAMESPACE, account_id, {"token": token}, current.version)
+                )
+                return
+            except Exception:  # a concurrent rotation: read again and retry
+                continue
+
+
+@dataclass
+class Options:
+    clock: Callable[[], float] = time.time
+    prober: Prober | None = None  # default: the real probes
+    resolver: Resolver | None = None
+    environ: Mapping[str, str] | None = None
+    worker_id: str = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class App:
+    def __init__(self, config: Config, options: Options | None = None) -> None:
+        self.config = config
+        self.options = options or Options()
+        self._clock = self.options.clock
+        self.metrics = Metrics(config.metrics.per_account)
+        self.store: Store = SqliteStore.open(config.store.path)
+        self.monitor = Monitor(
+            self.store,
+            Policy.from_settings(config.schedule),
+            clock=self._clock,
+            listeners=[self.metrics],
+        )
+        self.tokens = OAuthTokens(store=StoreTokens(self.store), clock=self._clock)
+        self.scheduler = Scheduler(
+            self.monitor,
+            self.options.prober or self._probe,
+            clock=self._clock,
+            interval=config.schedule.interval,
+            concurrency=config.schedule.concurrency,
+            per_host=config.schedule.per_host_concurrency,
+            jitter=config.schedule.jitter,
+        )
+        self.scheduler.stats.lag_observer = self.metrics.schedule_lag.observe
+        self.notifier = Notifier.from_config(
+            config, self.store, clock=self._clock, worker_id=self.options.worker_id
+        )
+        self.monitor.on_transition.append(self.notifier.on_transition)
+        self.metrics.breakers_open = self._breakers_open
+        self.metrics.burst_providers = self.notifier.burst_providers
+        self.inventory: Inventory = inventory_for(config, self.options.environ)
+        self._recheck_at: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runners: list[web.AppRunner] = []
+        self._ready = False
+        self._reload_lock = asyncio.Lock()
+
+    # --- probing ------------------------------------------------------------------------
+    async def _probe(self, account: Account, service: Service) -> ProbeResult:
+        return await probe_service(
+            account,
+            service,
+            resolver=self.options.resolver or SystemResolver(),
+            tokens=self.tokens,
+        )
+
+    def _breakers_open(self) -> int:
+        now = self._clock()
+        keys = {
+            (h.account_id, h.credential)
+            for healths in self.monitor.health.values()
+            for h in healths.values()
+            if h.breaker_until is not None and h.breaker_until > now
+        }
+        return len(keys)
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        self.monitor.load()
+        accounts: Sequence[Account] = self.config.accounts
+        if self.config.inventory_http is not None:
+            accounts = await self._load_inventory() or []
+        self._install(accounts)
+        self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+        self._tasks.append(asyncio.create_task(self._notify_loop(), name="notifier"))
+        if self.config.inventory_http is not None:
+            self._tasks.append(asyncio.create_task(self._inventory_loop(), name="inventory"))
+        await self._serve_http()
+        self._ready = True
+        log.info(
+            "syncwatch started accounts=%d listen=%s", len(accounts), self.config.http.listen
+        )
+
+    async def stop(self) -> None:
+        self._ready = False
+        await self.scheduler.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        await self.inventory.close()
+        self.store.close()
+        log.info("syncwatch stopped")
+
+    async def _serve_http(self) -> None:
+        api_listen = self.config.api.listen
+        apps = [(self.config.http.listen, make_app(self, api=api_listen is None))]
+        if api_listen is not None:
+            apps.append((api_listen, make_app(self, admin=False)))
+        for listen, app in apps:
+            host, _, port = listen.rpartition(":")
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
+            await site.start()
+            self._runners.append(runner)
+
+    def _install(self, accounts: Sequence[Account]) -> None:
+        changed, removed = self.monitor.set_accounts(accounts)
+        for account_id in removed:
+            self.scheduler.forget(account_id)
+            self.notifier.account_removed(account_id)
+        fresh = {a.id for a in changed}
+        for account in self.monitor.accounts.values():
+            # new accounts and changed credentials are probed at once; the rest keep time
+            known = any(h.last_probe_at for h in self.monitor.healths(account.id).values())
+            self.scheduler.plan(account, now_=account.id in fresh and known)
+        self.metrics.inventory_accounts.set(len(self.monitor.accounts))
+        self.metrics.inventory_last_sync.set(self._clock())
+
+    async def _load_inventory(self) -> list[Account] | None:
+        try:
+            return await self.inventory.load()
+        except InventoryError as e:
+            self.metrics.inventory_errors.inc()
+            log.error("inventory read failed: %s", e)
+            return None
+
+    async def _inventory_loop(self) -> None:
+        assert self.config.inventory_http is not None
+        while True:
+            await asyncio.sleep(self.config.inventory_http.poll_interval)
+            accounts = await self._load_inventory()
+            if accounts is not None:
+                self._install(accounts)
+            else:
+                self.metrics.inventory_last_sync.set(self._clock())
+
+    async def _notify_loop(self) -> None:
+        while True:
+            try:
+                now = self._clock()
+                self.notifier.plan(now, list(self.monitor.accounts.values()), self.monitor.health)
+                await self.notifier.deliver(now)
+                self._export_notify_stats(now)
+            except Exception:
+                log.exception("notifier tick failed")
+            await asyncio.sleep(NOTIFY_TICK)
+
+    def _export_notify_stats(self, now: float) -> None:
+        for (kind, result), n in self.notifier.stats.take_counts().items():
+            self.metrics.notifications.labels(kind, result).inc(n)
+        pending = self.store.outbox(status="pending", limit=1_000_000)
+        self.metrics.outbox_pending.set(len(pending))
+        oldest = min((p.created_at for p in pending), default=now)
+        self.metrics.outbox_oldest.set(max(0.0, now - oldest))
+
+    # --- reload -------------------------------------------------------------------------
+    async def reload(self) -> tuple[bool, str]:
+        async with self._reload_lock:
+            try:
+                config = await asyncio.to_thread(
+                    load_config, self.config.path, environ=self.options.environ
+                )
+            except ConfigError as e:
+                self.metrics.reload_ok.set(0)
+                log.error("reload rejected, keeping the running config: %s", e)
+                return False, str(e)
+            if config.store.path != self.config.store.path:
+                log.warning("store.path changed: takes effect on restart")
+            if (config.http, config.api.listen) != (self.config.http, self.config.api.listen):
+                log.warning("listen addresses changed: take effect on restart")
+            self.config = config
+            self.monitor.policy = Policy.from_settings(config.schedule)
+            self.scheduler.interval = config.schedule.interval
+            self.scheduler.concurrency = config.schedule.concurrency
+            self.scheduler.per_host = config.schedule.per_host_concurrency
+            self.metrics.accounts_series.mode = config.metrics.per_account
+            self.notifier.update_config(config)
+            if config.inventory_http is None:
+                self._install(config.accounts)
+            self.metrics.reload_ok.set(1)
+            self.metrics.reload_time.set(time.time())
+            log.info("config reloaded accounts=%d", len(self.monitor.accounts))
+            return True, f"reloaded: {len(self.monitor.accounts)} accounts"
+
+    # --- Backend for the HTTP API -----------------------------------------------------------
+    def ready(self) -> bool:
+        return self._ready
+
+    def api_tokens(self) -> Sequence[Secret]:
+        return self.config.api.tokens
+
+    def metrics_text(self) -> bytes:
+        self.metrics.in_flight.set(self.scheduler.in_flight)
+        self.metrics.scheduler_last_run.set(self.scheduler.stats.last_run)
+        return self.metrics.render()
+
+    def _reconnect_url(self, account: Account) -> str:
+        return reconnect_url(self.config.portal.reconnect_url, account)
+
+    def account_status(self, account_id: str) -> dict[str, Any] | None:
+        account = self.monitor.accounts.get(account_id)
+        if account is None:
+            return None
+        healths = self.monitor.healths(account_id)
+        return account_status(
+            account,
+            healths,
+            reconnect_url=self._reconnect_url(account),
+            checked_at=_checked_at(healths.values(), self._clock),
+        )
+
+    def owner_banner(self, owner_id: str) -> dict[str, Any]:
+        ids = sorted(self.monitor.by_owner.get(owner_id, ()))
+        pairs = [(self.monitor.accounts[i], self.monitor.healths(i)) for i in ids]
+        return owner_banner(
+            owner_id,
+            pairs,
+            reconnect_url_for=self._reconnect_url,
+            checked_at=_checked_at(
+                (h for _, hs in pairs for h in hs.values()), self._clock
+            ),
+        )
+
+    async def recheck(self, account_id: str) -> dict[str, Any] | None:
+        now = self._clock()
+        last = self._recheck_at.get(account_id)
+        limit = self.config.schedule.recheck_min_interval
+        if last is not None and now - last < limit:
+            self.metrics.rechecks.labels("rate_limited").inc()
+            raise RecheckLimited(limit - (now - last))
+        try:
+            fresh = await self.inventory.fetch(account_id)
+        except InventoryError as e:
+            log.warning("recheck account=%s: inventory read failed (%s); using the known one",
+                        account_id, e)
+            fresh = self.monitor.accounts.get(account_id)
+        if fresh is None:
+            if account_id in self.monitor.accounts:
+                self.monitor.remove(account_id, now)
+                self.scheduler.forget(account_id)
+                self.notifier.account_removed(account_id)
+            self.metrics.rechecks.labels("not_found").inc()
+            return None
+        self._recheck_at[account_id] = now
+        self.monitor.upsert(fresh)
+        account = self.monitor.accounts[account_id]
+        self.monitor.lift_breaker(account)
+        results = await self.scheduler.probe_now(account)
+        self.metrics.rechecks.labels("ok" if all(r.ok for r in results) else "failing").inc()
+        self.notifier.plan(self._clock(), list(self.monitor.accounts.values()), self.monitor.health)
+        return self.account_status(account_id)
+
+    def release_burst(self, provider: str) -> int:
+        return self.notifier.release_burst(provider)
+
+
+def _checked_at(healths: Any, clock: Callable[[], float]) -> float:
+    times = [h.last_probe_at for h in healths if isinstance(h, ServiceHealth) and h.last_probe_at]
+    return max(times) if times else clock()
+
+
+def account_is_ok(app: App, account_id: str) -> bool:
+    return all(h.state is State.OK for h in app.monitor.healths(account_id).values())
+
+
+async def serve(config_path: Path, *, once: bool = False) -> int:
+    """Run the daemon until SIGTERM/SIGINT. SIGHUP reloads the config."""
+    config = load_config(config_path)
+    app = App(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.reload()))
+    await app.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: finishing probes in flight")
+        await app.stop()
+    return 0

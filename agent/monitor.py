@@ -1,0 +1,219 @@
+"""The health of every account and service: probe results go in, through the pure state
+machine, into the store; state changes open and close incidents, are logged once, and
+are handed to whoever listens (the notifier, metrics)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+
+from agent.config.types import Account
+from agent.model import ProbeResult, Service, ServiceHealth, State, Transition
+from agent.state import Policy, advance, breaker_blocks, confirm_shared, reset_breaker
+from agent.store.base import Conflict, Store
+
+log = logging.getLogger(__name__)
+
+Healths = Mapping[Service, ServiceHealth]
+TransitionListener = Callable[[Account, Transition, Healths], None]
+
+
+class HealthListener:
+    """Told of every health write (metrics keep their pre-rendered series this way)."""
+
+    def health_changed(
+        self, account: Account, old: ServiceHealth | None, new: ServiceHealth | None
+    ) -> None: ...
+
+    def probed(self, account: Account, result: ProbeResult) -> None: ...
+
+    def transition(self, account: Account, transition: Transition) -> None: ...
+
+
+class Monitor:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        *,
+        clock: Callable[[], float],
+        listeners: Iterable[HealthListener] = (),
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self._clock = clock
+        self._listeners = list(listeners)
+        self.on_transition: list[TransitionListener] = []
+        self.accounts: dict[str, Account] = {}
+        self.health: dict[str, dict[Service, ServiceHealth]] = {}
+        self.by_owner: dict[str, set[str]] = {}
+        self._stored: dict[str, dict[Service, ServiceHealth]] = {}
+
+    # --- inventory ----------------------------------------------------------------------
+    def load(self) -> None:
+        """Read every stored health row (after a restart nothing is decided afresh)."""
+        for h in self.store.load_health():
+            self._stored.setdefault(h.account_id, {})[h.service] = h
+
+    def set_accounts(self, accounts: Iterable[Account]) -> tuple[list[Account], list[str]]:
+        """Install a new inventory. Returns (accounts new or whose credentials changed,
+        ids removed). Removed accounts' health is dropped and their incidents closed."""
+        now = self._clock()
+        fresh = {a.id: a for a in accounts}
+        changed: list[Account] = []
+        for acc in fresh.values():
+            if self._install(acc):
+                changed.append(acc)
+        removed = [aid for aid in self.accounts if aid not in fresh]
+        for aid in removed:
+            self.remove(aid, now)
+        return changed, removed
+
+    def upsert(self, account: Account) -> bool:
+        """Install or replace one account; True if it is new or its credentials changed."""
+        return self._install(account)
+
+    def _install(self, acc: Account) -> bool:
+        old = self.accounts.get(acc.id)
+        if old is not None and old.owner.id != acc.owner.id:
+            self.by_owner.get(old.owner.id, set()).discard(acc.id)
+        self.accounts[acc.id] = acc
+        self.by_owner.setdefault(acc.owner.id, set()).add(acc.id)
+        services = acc.services()
+        current = self.health.setdefault(acc.id, {})
+        stored = self._stored.pop(acc.id, {})
+        for service, h in stored.items():
+            if service in services:
+                current.setdefault(service, h)
+        for service in list(current):
+            if service not in services:
+                gone = current.pop(service)
+                self._notify_health(acc, gone, None)
+        for service in services:
+            if service not in current:
+                current[service] = ServiceHealth(account_id=acc.id, service=service)
+            self._notify_health(acc, None, current[service])
+        if old is None:
+            return True
+        # new credentials or settings (host, port, TLS...) are probed at once
+        return old.services() != services or old.oauth2 != acc.oauth2
+
+    def remove(self, account_id: str, now: float) -> None:
+        acc = self.accounts.pop(account_id, None)
+        healths = self.health.pop(account_id, {})
+        if acc is None:
+            return
+        self.by_owner.get(acc.owner.id, set()).discard(account_id)
+        for h in healths.values():
+            self._notify_health(acc, h, None)
+        self.store.delete_account(account_id, now)
+        log.info("account removed account=%s", account_id)
+
+    # --- health -------------------------------------------------------------------------
+    def healths(self, account_id: str) -> dict[Service, ServiceHealth]:
+        return self.health.get(account_id, {})
+
+    def breaker_until(self, account: Account, service: Service, now: float) -> float | None:
+        """When a login with this service's credential is allowed again (None: now). The
+        breaker is keyed by credential: IMAP and SMTP sharing one password share it."""
+        own = self.healths(account.id).get(service)
+        if own is None or own.state is State.OK:
+            return None  # one login to learn this service's own state is no lockout risk
+        key = account.credential_key(service)
+        sharing = [
+            h
+            for s, h in self.healths(account.id).items()
+            if s in account.services() and account.credential_key(s) == key
+        ]
+        return breaker_blocks(sharing, account.credential_fingerprint(service), now)
+
+    def lift_breaker(self, account: Account) -> None:
+        """An explicit recheck: the user says they fixed it, so try the login once more."""
+        for service, h in list(self.healths(account.id).items()):
+            if h.breaker_until is not None:
+                self._write(account, reset_breaker(h))
+
+    def apply(self, account: Account, result: ProbeResult) -> Transition | None:
+        live = self.accounts.get(account.id)
+        current = self.health.get(account.id, {})
+        if live is None or result.service not in current:
+            return None  # removed while the probe ran
+        if result.credential != live.credential_fingerprint(result.service):
+            return None  # probed with credentials that have since been replaced
+        account = live
+        prev = current[result.service]
+        new, transition = advance(prev, result, self._clock(), self.policy)
+        for listener in self._listeners:
+            listener.probed(account, result)
+        self._write(account, new)
+        if transition is not None:
+            self._transition(account, transition)
+        self._confirm_siblings(account, result.service)
+        return transition
+
+    def _confirm_siblings(self, account: Account, service: Service) -> None:
+        """Services sharing one refused credential are confirmed together (see
+        state.confirm_shared)."""
+        healths = self.healths(account.id)
+        key = account.credential_key(service)
+        group = [s for s in healths if s in account.services() and account.credential_key(s) == key]
+        for s in group:
+            for other in group:
+                if other is s:
+                    continue
+                new, t = confirm_shared(healths[s], healths[other], self._clock())
+                if t is not None:
+                    self._write(account, new)
+                    self._transition(account, t)
+
+    def _write(self, account: Account, new: ServiceHealth) -> None:
+        current = self.health.setdefault(account.id, {})
+        prev = current.get(new.service)
+        try:
+            stored = self.store.put_health(new)
+        except Conflict:
+            # Another writer (a replica, or a reload race) wrote first: theirs is newer.
+            theirs = self.store.get_health(new.account_id, new.service)
+            log.warning(
+                "health write conflict account=%s service=%s; keeping the stored row",
+                new.account_id,
+                new.service.value,
+            )
+            if theirs is None:
+                stored = self.store.put_health(replace(new, version=0))
+            else:
+                stored = theirs
+        current[new.service] = stored
+        self._notify_health(account, prev, stored)
+
+    def _transition(self, account: Account, t: Transition) -> None:
+        log.info(
+            "state change account=%s service=%s old=%s new=%s cause=%s hint=%s",
+            t.account_id,
+            t.service.value,
+            t.old.value,
+            t.new.value,
+            t.cause.value if t.cause else "-",
+            t.hint or "-",
+        )
+        if t.new is State.DISCONNECTED and t.cause is not None:
+            if t.old is State.DISCONNECTED:
+                self.store.close_incident(t.account_id, t.service, t.at)
+            self.store.open_incident(t.account_id, t.service, t.cause, t.hint, t.at)
+        elif t.old is State.DISCONNECTED:
+            self.store.close_incident(t.account_id, t.service, t.at)
+        for listener in self._listeners:
+            listener.transition(account, t)
+        healths = self.healths(account.id)
+        for fn in self.on_transition:
+            try:
+                fn(account, t, healths)
+            except Exception:
+                log.exception("transition listener failed account=%s", t.account_id)
+
+    def _notify_health(
+        self, account: Account, old: ServiceHealth | None, new: ServiceHealth | None
+    ) -> None:
+        for listener in self._listeners:
+            listener.health_changed(account, old, new)
