@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.config.types import BurstSettings, NotifySettings, PortalSettings
+from agent.config.types import Account, BurstSettings, NotifySettings, PortalSettings
 from agent.localservers.smtp_sink import SmtpSink
-from agent.model import Cause
+from agent.model import Cause, Service, ServiceHealth
 from agent.notify.service import Notifier
-from agent.notify.transport import AppriseTransport, Message
+from agent.notify.transport import AppriseTransport, Message, Transport
 from agent.store.sqlite import SqliteStore
 from agent.wording import CAUSE_TEXT
 from tests.test_notify_support import DAY, T0, account, broken
+
+
+def body(msg: EmailMessage, kind: str) -> str:
+    part = msg.get_body((kind,))
+    assert part is not None
+    return str(part.get_content())
+
 
 SUBJECT = "Your Mailbox and Calendar integration needs attention"
 
@@ -29,7 +39,7 @@ class Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # type: ignore[no-untyped-def]
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore.open(tmp_path / "syncwatch.sqlite3")
     yield s
     s.close()
@@ -40,29 +50,37 @@ def make(
     sink: SmtpSink,
     clock: Clock,
     worker: str = "w1",
-    transport: object | None = None,
-    **kw: object,
+    transport: Transport | None = None,
+    **kw: Any,
 ) -> Notifier:
-    settings = NotifySettings(email=sink.apprise_url("agent@example.com"), **kw)  # type: ignore[arg-type]
+    settings = NotifySettings(email=sink.apprise_url("agent@example.com"), **kw)
     return Notifier(
         settings,
         PortalSettings(),
         {},
         store,
-        transport or AppriseTransport(),  # type: ignore[arg-type]
+        transport or AppriseTransport(),
         clock=clock,
         rand=lambda: 0.5,
         worker_id=worker,
     )
 
 
-async def step(n: Notifier, clock: Clock, at: float, accounts, healths) -> int:  # type: ignore[no-untyped-def]
+async def step(
+    n: Notifier,
+    clock: Clock,
+    at: float,
+    accounts: Sequence[Account],
+    healths: Mapping[str, Mapping[Service, ServiceHealth]],
+) -> int:
     clock.now = at
     n.plan(at, accounts, healths)
     return await n.deliver(at)
 
 
-async def test_it_emails_the_owner_once_with_cause_and_reconnect_link(store, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+async def test_it_emails_the_owner_once_with_cause_and_reconnect_link(
+    store: SqliteStore, smtp_sink: SmtpSink
+) -> None:
     clock = Clock()
     n = make(store, smtp_sink, clock)
     a = account("acct-42")
@@ -74,11 +92,11 @@ async def test_it_emails_the_owner_once_with_cause_and_reconnect_link(store, smt
     [msg] = smtp_sink.messages
     assert msg["Subject"] == SUBJECT
     assert smtp_sink.envelopes == [("agent@example.com", ["o1@example.com"])]
-    text = msg.get_body(("plain",)).get_content()
-    html = msg.get_body(("html",)).get_content()
-    for body in (text, html):
-        assert "acct-42@example.com" in body
-        assert "settings/connected-apps?account=acct-42" in body
+    text = body(msg, "plain")
+    html = body(msg, "html")
+    for content in (text, html):
+        assert "acct-42@example.com" in content
+        assert "settings/connected-apps?account=acct-42" in content
     assert CAUSE_TEXT[Cause.AUTH_FAILED] in " ".join(text.split())
     assert "Receiving new mail" in html
     assert msg["X-Syncwatch-Key"] == "o1/1/first"
@@ -87,7 +105,9 @@ async def test_it_emails_the_owner_once_with_cause_and_reconnect_link(store, smt
     assert n.stats.outbox_pending == 0
 
 
-async def test_a_restart_sends_nothing_new_until_the_first_reminder(store, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+async def test_a_restart_sends_nothing_new_until_the_first_reminder(
+    store: SqliteStore, smtp_sink: SmtpSink
+) -> None:
     clock = Clock()
     a = account("a1")
     h = {"a1": broken("a1")}
@@ -102,7 +122,9 @@ async def test_a_restart_sends_nothing_new_until_the_first_reminder(store, smtp_
     assert [m["X-Syncwatch-Key"] for m in smtp_sink.messages] == ["o1/1/first", "o1/1/reminder-1"]
 
 
-async def test_it_retries_with_backoff_while_the_relay_is_down(store, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+async def test_it_retries_with_backoff_while_the_relay_is_down(
+    store: SqliteStore, smtp_sink: SmtpSink
+) -> None:
     clock = Clock()
     n = make(store, smtp_sink, clock)
     a = account("a1")
@@ -128,8 +150,8 @@ async def test_it_retries_with_backoff_while_the_relay_is_down(store, smtp_sink)
 
 
 async def test_it_gives_up_after_max_attempts_without_leaking_the_relay_password(
-    store, smtp_sink
-) -> None:  # type: ignore[no-untyped-def]
+    store: SqliteStore, smtp_sink: SmtpSink
+) -> None:
     clock = Clock()
     n = make(store, smtp_sink, clock, max_attempts=2)
     relay = f"mailto://agent:hunter2-secret@127.0.0.1:{smtp_sink.port}?from=agent@example.com"
@@ -157,7 +179,9 @@ class DiesAfterSending:
         raise asyncio.CancelledError
 
 
-async def test_a_kill_between_send_and_mark_repeats_only_that_message(store, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+async def test_a_kill_between_send_and_mark_repeats_only_that_message(
+    store: SqliteStore, smtp_sink: SmtpSink
+) -> None:
     clock = Clock()
     a = account("a1")
     h = {"a1": broken("a1")}
@@ -174,7 +198,9 @@ async def test_a_kill_between_send_and_mark_repeats_only_that_message(store, smt
     assert keys == ["o1/1/first", "o1/1/first"]  # the receiver can tell it is a repeat
 
 
-async def test_recovery_cancels_the_pending_message(store, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+async def test_recovery_cancels_the_pending_message(
+    store: SqliteStore, smtp_sink: SmtpSink
+) -> None:
     clock = Clock()
     n = make(store, smtp_sink, clock, on_recovery=True)
     a = account("a1")
@@ -189,7 +215,7 @@ async def test_recovery_cancels_the_pending_message(store, smtp_sink) -> None:  
     assert smtp_sink.messages == []  # the first never went out: no "all good" either
 
 
-async def test_recovery_message_when_asked_for(store, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+async def test_recovery_message_when_asked_for(store: SqliteStore, smtp_sink: SmtpSink) -> None:
     clock = Clock()
     n = make(store, smtp_sink, clock, on_recovery=True)
     a = account("a1")
@@ -199,7 +225,9 @@ async def test_recovery_message_when_asked_for(store, smtp_sink) -> None:  # typ
     assert subjects == [SUBJECT, "Your Mailbox and Calendar integration works again"]
 
 
-async def test_removed_account_drops_its_pending_message(store, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+async def test_removed_account_drops_its_pending_message(
+    store: SqliteStore, smtp_sink: SmtpSink
+) -> None:
     clock = Clock()
     n = make(store, smtp_sink, clock)
     a = account("a1")
@@ -209,7 +237,9 @@ async def test_removed_account_drops_its_pending_message(store, smtp_sink) -> No
     assert store.outbox()[0].status == "cancelled"
 
 
-async def test_a_burst_goes_to_sre_once_and_release_lets_owner_emails_out(store, smtp_sink) -> None:  # type: ignore[no-untyped-def]
+async def test_a_burst_goes_to_sre_once_and_release_lets_owner_emails_out(
+    store: SqliteStore, smtp_sink: SmtpSink
+) -> None:
     clock = Clock()
     sre = smtp_sink.apprise_url("agent@example.com", to="sre@example.com")
     n = make(

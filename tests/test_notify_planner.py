@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
-from agent.config.types import BurstSettings, NotifySettings, OwnerSettings
-from agent.model import Cause, Service
+from agent.config.types import Account, BurstSettings, NotifySettings, OwnerSettings
+from agent.model import Cause, Service, ServiceHealth
 from agent.notify.planner import Kind
 from tests.test_notify_support import DAY, T0, Sim, account, broken
 
 
-def tick(sim: Sim, start: float, end: float, step: float, accounts, healths) -> None:
+def tick(
+    sim: Sim,
+    start: float,
+    end: float,
+    step: float,
+    accounts: list[Account],
+    healths: Mapping[str, Mapping[Service, ServiceHealth]],
+) -> None:
     t = start
     while t <= end:
         sim.run(t, accounts, healths)
@@ -168,7 +177,7 @@ def test_removing_the_only_broken_account_closes_without_a_recovery_message() ->
     assert sim.steps() == ["first"]
 
 
-def gmail_fleet(n: int) -> list:
+def gmail_fleet(n: int) -> list[Account]:
     return [
         account(f"g{i}", owner=f"o{i}", provider="gmail", host="imap.gmail.com") for i in range(n)
     ]

@@ -20,7 +20,9 @@ async def test_it_sends_html_with_headers_to_the_owner(smtp_sink: SmtpSink) -> N
     assert smtp_sink.envelopes[0][1] == ["owner@example.com"]
     assert msg["List-Unsubscribe"] == "<https://p.example/n?owner=o1&x=1>"
     assert msg["X-Syncwatch-Key"] == "o1/1/first"
-    assert msg.get_body(("html",)).get_content().strip() == "<p>a &amp; b</p>"
+    part = msg.get_body(("html",))
+    assert part is not None
+    assert part.get_content().strip() == "<p>a &amp; b</p>"
 
 
 async def test_a_relay_that_is_down_is_a_temporary_error(smtp_sink: SmtpSink) -> None:
