@@ -295,15 +295,23 @@ async def test_a_redirect_loop_stops_after_three_hops(dav_standin: DavStandIn) -
 
 
 async def test_a_server_that_never_answers_times_out() -> None:
+    writers: list[asyncio.StreamWriter] = []
+    release = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(3600)
+        writers.append(writer)
+        await release.wait()
+        writer.close()
 
     port = free_port()
     server = await asyncio.start_server(silent, "127.0.0.1", port)
     try:
         result = await run(caldav_account(f"http://127.0.0.1:{port}/", "u", "pw"), timeout=1.0)
     finally:
+        release.set()
         server.close()
+        await server.wait_closed()
+    assert writers  # it did connect, and got no answer
     assert result.failure is not None and result.failure.cause is Cause.TIMEOUT
 
 
@@ -359,3 +367,36 @@ async def test_verify_false_accepts_a_self_signed_certificate(pki: test_tls.Test
         assert (await run(acct)).ok
     finally:
         await server.stop()
+
+
+async def test_an_oversized_header_is_refused(dav_standin: DavStandIn) -> None:
+    dav_standin.handler = _status(207, {"X-Junk": "a" * 200_000})  # type: ignore[assignment]
+    ev = await evidence(caldav_account(dav_standin.url(), "u", "pw"))
+    assert ev.network == "too_large"
+
+
+async def test_a_digest_only_server_gets_a_digest_answer(dav_standin: DavStandIn) -> None:
+    import hashlib
+    import re
+
+    def md5(s: str) -> str:
+        return hashlib.md5(s.encode()).hexdigest()  # noqa: S324 - RFC 7616 MD5
+
+    async def digest(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Digest "):
+            p = dict(re.findall(r'(\w+)="?([^",]*)"?', auth[7:]))
+            ha1 = md5("u:r:digest-pw")
+            ha2 = md5(f"{request.method}:{p['uri']}")
+            want = md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:{p['qop']}:{ha2}")
+            if p.get("response") == want:
+                return web.Response(status=207, body=MULTISTATUS_OK, content_type="application/xml")
+        return web.Response(
+            status=401, headers={"WWW-Authenticate": 'Digest realm="r", nonce="n1", qop="auth"'}
+        )
+
+    dav_standin.handler = digest
+    result = await run(caldav_account(dav_standin.url(), "u", "digest-pw"))
+    assert result.ok, result.failure
+    ev = await evidence(caldav_account(dav_standin.url(), "u", "wrong-pw"))
+    assert ev.code == 401
