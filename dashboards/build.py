@@ -911,15 +911,10 @@ def agent() -> Json:
         graph=False,
     )
     b.timeseries(
-        "Python GC collections",
-        "Garbage collections per second by generation.",
-        targets(
-            (
-                f"sum by (generation) (rate(python_gc_collections_total{{{F}}}[{RI}]))",
-                "gen {{generation}}",
-            )
-        ),
-        unit="ops",
+        "Virtual memory",
+        "Virtual memory size of the agent process.",
+        targets((f"process_virtual_memory_bytes{{{F}}}", "{{instance}}")),
+        unit="bytes",
         w=8,
     )
     return b.to_json()
