@@ -101,3 +101,39 @@ async def test_corpus_entry(entry: Entry | None, replay: ReplayFactory) -> None:
     assert got in allowed, f"{where}; expected one of {allowed}"
     if entry.get("hint") and got == expect["cause"]:
         assert hint == entry["hint"], where
+
+
+def _synthetic(protocol: str, auth: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": f"S-{protocol}-{auth}",
+        "protocol": protocol,
+        "auth": auth,
+        "stage": "request" if protocol == "caldav" else "login",
+        "expect": {"cause": "ok", "also_ok": []},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [_synthetic(p, a) for p in ("imap", "smtp", "caldav") for a in ("password", "xoauth2")],
+    ids=lambda e: str(e["id"]),
+)
+async def test_the_replay_servers_work_when_the_entry_is_not_about_them(
+    entry: Entry, replay: ReplayFactory
+) -> None:
+    # Without this, a passing corpus test could be a replay server that never works.
+    async with replay(entry) as target:
+        result = await _probe(entry, target)
+        if entry["auth"] == "xoauth2":
+            assert target.token_server.issued, "the probe never refreshed a token"
+    assert result["ok"], result["detail"]
+
+
+async def test_a_failed_tls_handshake_is_not_blamed_on_the_user_credential(
+    replay: ReplayFactory,
+) -> None:
+    entry = _synthetic("imap", "password", stage="tls", network="tls_handshake")
+    async with replay(entry) as target:
+        result = await _probe(entry, target)
+    assert result["cause"] in ("tls_error", "config_error"), result["detail"]
