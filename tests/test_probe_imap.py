@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import socketserver
@@ -44,10 +45,8 @@ class ScriptedServer:
         class H(socketserver.StreamRequestHandler):
             def handle(self) -> None:
                 outer.connections += 1
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     handler(self.rfile, self.wfile)
-                except (OSError, ValueError):
-                    pass
 
         class S(socketserver.ThreadingTCPServer):
             daemon_threads = True
@@ -77,9 +76,7 @@ def scripted() -> Iterator[Callable[[Handler], ScriptedServer]]:
         s.close()
 
 
-def imap_script(
-    replies: dict[str, list[str]], greeting: str = "* OK IMAP ready"
-) -> Handler:
+def imap_script(replies: dict[str, list[str]], greeting: str = "* OK IMAP ready") -> Handler:
     """Answer each command by name with lines ("{tag}" is replaced); unknown: BAD."""
 
     def handler(rfile: BinaryIO, wfile: BinaryIO) -> None:
@@ -116,7 +113,7 @@ def account_at(
     port: int,
     *,
     user: str = "alice",
-    password: str | None = "alice-pw",
+    password: str | None = "alice-pw",  # noqa: S107
     security: Security = Security.PLAIN,
     auth: AuthKind = AuthKind.PASSWORD,
     timeout: float = 3.0,
@@ -181,7 +178,9 @@ class FakeTokens:
 async def test_good_login_works_over_each_security(
     dovecot: Dovecot, pki: TestPKI, security: str
 ) -> None:
-    result = await run(imap_account(dovecot, "alice", "alice-pw", security=security, ca_file=pki.ca))
+    result = await run(
+        imap_account(dovecot, "alice", "alice-pw", security=security, ca_file=pki.ca)
+    )
     assert result.ok, result.failure
     names = [s.name for s in result.steps]
     assert names[0] == "connect"
@@ -224,9 +223,7 @@ async def test_expired_password_is_account_suspended(dovecot: Dovecot, pki: Test
     assert result.failure.cause is Cause.ACCOUNT_SUSPENDED
 
 
-async def test_temporary_auth_failure_is_server_unavailable(
-    dovecot: Dovecot, pki: TestPKI
-) -> None:
+async def test_temporary_auth_failure_is_server_unavailable(dovecot: Dovecot, pki: TestPKI) -> None:
     dovecot.set_auth_result("alice", "unavailable")
     acct = imap_account(dovecot, "alice", "alice-pw", ca_file=pki.ca)
     ev = await evidence(acct)
@@ -236,9 +233,7 @@ async def test_temporary_auth_failure_is_server_unavailable(
     assert result.failure.cause is Cause.SERVER_UNAVAILABLE
 
 
-async def test_password_change_takes_effect_without_restart(
-    dovecot: Dovecot, pki: TestPKI
-) -> None:
+async def test_password_change_takes_effect_without_restart(dovecot: Dovecot, pki: TestPKI) -> None:
     dovecot.set_password("alice", "new-pw-1")
     old = await run(imap_account(dovecot, "alice", "alice-pw", ca_file=pki.ca))
     new = await run(imap_account(dovecot, "alice", "new-pw-1", ca_file=pki.ca))
@@ -471,9 +466,7 @@ async def test_xoauth2_error_challenge_is_answered_and_decoded(
     assert srv.connections == 2
 
     tokens = FakeTokens()
-    result = await probe_service(
-        acct, Service.IMAP, resolver=RESOLVER, tokens=tokens, debug=True
-    )
+    result = await probe_service(acct, Service.IMAP, resolver=RESOLVER, tokens=tokens, debug=True)
     assert result.failure is not None
     assert result.failure.cause in (Cause.AUTH_FAILED, Cause.ACCESS_REVOKED)
     for i in (1, 2):
