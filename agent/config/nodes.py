@@ -86,21 +86,27 @@ def _from_yaml(
         raise ConfigError("invalid YAML: recursive alias", file=file, line=line)
     if isinstance(node, yaml.MappingNode):
         stack.add(id(node))
-        cons.flatten_mapping(node)  # `<<: *anchor` merges
-        items: dict[str, Node] = {}
-        keys: dict[str, int | None] = {}
-        for k, v in node.value:
+        explicit: dict[str, int] = {}
+        for k, _ in node.value:
             kline = k.start_mark.line + 1
             if not isinstance(k, yaml.ScalarNode):
                 raise ConfigError(
                     "invalid YAML: a key must be a plain value", file=file, line=kline
                 )
+            if k.tag == "tag:yaml.org,2002:merge":
+                continue
             key = str(k.value)
-            if key in items:
+            if key in explicit:
                 raise ConfigError(
-                    f"duplicate key {key!r} (first at line {keys[key]})", file=file, line=kline
+                    f"duplicate key {key!r} (first at line {explicit[key]})", file=file, line=kline
                 )
-            keys[key] = kline
+            explicit[key] = kline
+        cons.flatten_mapping(node)  # `<<: *anchor` merges: merged pairs first, own keys win
+        items: dict[str, Node] = {}
+        keys: dict[str, int | None] = {}
+        for k, v in node.value:
+            key = str(k.value)
+            keys[key] = explicit.get(key, k.start_mark.line + 1)
             items[key] = _from_yaml(v, file, cons, stack)
         stack.discard(id(node))
         return Node(items, line, keys)
