@@ -57,6 +57,8 @@ def classify_smtp(ev: Evidence) -> Failure:
     if 400 <= code < 500:
         if esc is not None and esc[1] == 2 and esc[2] == 2:
             return _m(Cause.OVER_QUOTA)
+        if words.SYSTEM_TROUBLE.search(text):
+            return _m(Cause.SERVER_UNAVAILABLE)
         if esc is not None and esc[1] == 7:
             return _m(Cause.RATE_LIMITED)  # 4.7.x: throttling or a temporary policy
         return _m(Cause.SERVER_UNAVAILABLE)  # 421, 4.3.x, 4.4.x: server trouble

@@ -40,12 +40,14 @@ WEB_LOGIN = _rx(
     r"log ?in (?:via|through|with|using) (?:your |a )?(?:web )?browser",
     r"sign ?in (?:via|through|with|using) (?:your |a )?(?:web )?browser",
     r"p=WebLoginRequired",
+    r"\bvia (?:a |your )?web browser",
     r"interaction_required",
 )
 BASIC_AUTH_OFF = _rx(
     r"basic auth(?:entication)? (?:is |has been )?(?:disabled|not (?:supported|allowed|enabled)|"
     r"blocked|turned off)",
     r"BasicAuthBlocked",
+    r"security defaults",
     r"legacy authentication (?:is )?(?:disabled|blocked|not allowed)",
     r"password (?:sign-?in|log-?in|authentication) (?:is )?(?:disabled|no longer (?:supported|"
     r"accepted))",
@@ -64,7 +66,8 @@ SUSPENDED = _rx(
     r"locked|blocked|restricted|deactivated|closed|terminated)",
     r"access to your account has been (?:temporarily )?(?:restricted|blocked|suspended)",
     r"\b(?:suspended|disabled|deactivated|locked) (?:user|account|mailbox)\b",
-    r"\buser (?:is )?(?:suspended|disabled|blocked)\b",
+    r"\buser (?:is )?(?:suspended|disabled|blocked|locked)\b",
+    r"\baccount (?:has been |was )?deleted\b",
     r"mailbox (?:is )?(?:either )?(?:inactive|disabled|soft-deleted|suspended)",
     r"MailboxNotEnabled",
     r"\b(?:mail|gmail|email) service (?:is )?not enabled",
@@ -81,6 +84,7 @@ RATE = _rx(
     r"bandwidth limit",
     r"\bback-?off\b",
     r"slow down",
+    r"sending (?:quota|limit)",
     r"ServerBusy",
     r"\b(?:user)?RateLimitExceeded\b|\bdailyLimitExceeded\b|\bquotaExceeded\b",
 )
@@ -92,7 +96,14 @@ QUOTA = _rx(
     r"over ?quota",
     r"out of (?:storage|space)",
 )
+SYSTEM_TROUBLE = _rx(
+    r"system problem",
+    r"maintenance",
+    r"temporar(?:il)?y (?:unavailable|not available|failure|error)",
+    r"shutting down",
+)
 OUTAGE = _rx(
+    r"system problem",
     r"maintenance",
     r"temporar(?:il)?y (?:unavailable|not available|failure|error)",
     r"temporary authentication failure",
