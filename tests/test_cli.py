@@ -36,8 +36,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
-def write_config(tmp_path: Path, dovecot: Dovecot, pki: tls.TestPKI) -> Path:
+def write_config(tmp_path: Path, dovecot: Dovecot | None, pki: tls.TestPKI) -> Path:
+    """Accounts on `dovecot` (or on closed ports when None)."""
     closed = free_port()
+    imaps = dovecot.imaps_port if dovecot else free_port()
+    submission = dovecot.submission_port if dovecot else free_port()
     text = f"""
 store: {{path: var/syncwatch.sqlite3}}
 notify: {{email: null}}
@@ -47,14 +50,14 @@ accounts:
     address: alice@example.com
     imap: &imap
       host: 127.0.0.1
-      port: {dovecot.imaps_port}
+      port: {imaps}
       username: alice
       password: {{env: ALICE_PW}}
       tls_ca_file: {pki.ca}
       timeout: 10s
     smtp:
       host: 127.0.0.1
-      port: {dovecot.submission_port}
+      port: {submission}
       security: starttls
       username: alice
       password: {{env: ALICE_PW}}
@@ -228,19 +231,15 @@ def test_probe_service_filter(tmp_path: Path, dovecot: Dovecot, pki: tls.TestPKI
     assert [s["service"] for s in json.loads(result.stdout)["services"]] == ["smtp"]
 
 
-def test_probe_unknown_account_exits_2_naming_it(
-    tmp_path: Path, dovecot: Dovecot, pki: tls.TestPKI
-) -> None:
-    cfg = write_config(tmp_path, dovecot, pki)
+def test_probe_unknown_account_exits_2_naming_it(tmp_path: Path, pki: tls.TestPKI) -> None:
+    cfg = write_config(tmp_path, None, pki)
     result = run("probe", "acc-nope", "--config", str(cfg), env=ENV)
     assert result.exit_code == 2
     assert result.stderr == f"{cfg}: account acc-nope: not found\n"
 
 
-def test_probe_service_the_account_lacks_exits_2(
-    tmp_path: Path, dovecot: Dovecot, pki: tls.TestPKI
-) -> None:
-    cfg = write_config(tmp_path, dovecot, pki)
+def test_probe_service_the_account_lacks_exits_2(tmp_path: Path, pki: tls.TestPKI) -> None:
+    cfg = write_config(tmp_path, None, pki)
     result = run("probe", "acc-closed", "--config", str(cfg), "--service", "caldav", env=ENV)
     assert result.exit_code == 2
     assert result.stderr == f"{cfg}: account acc-closed: has no caldav settings\n"
@@ -282,3 +281,41 @@ def test_text_logs(capsys: pytest.CaptureFixture[str]) -> None:
     logging.getLogger("agent.test").warning("inventory: %d accounts skipped", 3)
     err = capsys.readouterr().err
     assert err.endswith("WARNING agent.test: inventory: 3 accounts skipped\n")
+
+
+def test_probe_oauth_account_uses_token_endpoint_and_hides_refresh_token(tmp_path: Path) -> None:
+    """The token endpoint is down: the probe fails (exit 1) without printing any secret."""
+    refresh, client_secret = "1//refresh-token-value-xyz", "client-secret-value-xyz"
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"""
+accounts:
+  - id: gmail-1
+    owner: {{id: u-1, email: alice@example.com}}
+    provider: gmail
+    imap: {{host: 127.0.0.1, port: {free_port()}, username: alice@example.com, auth: xoauth2,
+            timeout: 5s}}
+    oauth2:
+      token_url: http://127.0.0.1:{free_port()}/token
+      client_id: cid
+      client_secret: {{env: CLIENT_SECRET}}
+      refresh_token: {{env: REFRESH}}
+"""
+    )
+    env = {"REFRESH": refresh, "CLIENT_SECRET": client_secret}
+    result = run(
+        "--log-level",
+        "debug",
+        "probe",
+        "gmail-1",
+        "--config",
+        str(cfg),
+        "--json",
+        "--debug",
+        env=env,
+    )
+    assert result.exit_code == 1
+    (imap,) = json.loads(result.stdout)["services"]
+    assert imap["ok"] is False and imap["cause"] is not None
+    for secret in (refresh, client_secret):
+        assert secret not in result.stdout and secret not in result.stderr
