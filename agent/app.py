@@ -35,7 +35,7 @@ from agent.probes.oauth import OAuthTokens
 from agent.scheduler import Prober, Scheduler
 from agent.secret import Secret
 from agent.state import Policy
-from agent.store.base import Record, Store
+from agent.store.base import Conflict, Record, Store
 from agent.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class StoreTokens:
                     Record(self.NAMESPACE, account_id, {"token": token}, current.version)
                 )
                 return
-            except Exception:  # a concurrent rotation: read again and retry
+            except Conflict:  # a concurrent rotation: read again and retry
                 continue
 
 
@@ -90,7 +90,9 @@ class App:
             clock=self._clock,
             listeners=[self.metrics],
         )
-        self.tokens = OAuthTokens(store=StoreTokens(self.store), clock=self._clock)
+        self.tokens = OAuthTokens(
+            StoreTokens(self.store), resolver=self.options.resolver, clock=self._clock
+        )
         self.scheduler = Scheduler(
             self.monitor,
             self.options.prober or self._probe,
@@ -146,9 +148,7 @@ class App:
             self._tasks.append(asyncio.create_task(self._inventory_loop(), name="inventory"))
         await self._serve_http()
         self._ready = True
-        log.info(
-            "syncwatch started accounts=%d listen=%s", len(accounts), self.config.http.listen
-        )
+        log.info("syncwatch started accounts=%d listen=%s", len(accounts), self.config.http.listen)
 
     async def stop(self) -> None:
         self._ready = False
@@ -292,9 +292,7 @@ class App:
             owner_id,
             pairs,
             reconnect_url_for=self._reconnect_url,
-            checked_at=_checked_at(
-                (h for _, hs in pairs for h in hs.values()), self._clock
-            ),
+            checked_at=_checked_at((h for _, hs in pairs for h in hs.values()), self._clock),
         )
 
     async def recheck(self, account_id: str) -> dict[str, Any] | None:
@@ -307,8 +305,9 @@ class App:
         try:
             fresh = await self.inventory.fetch(account_id)
         except InventoryError as e:
-            log.warning("recheck account=%s: inventory read failed (%s); using the known one",
-                        account_id, e)
+            log.warning(
+                "recheck account=%s: inventory read failed (%s); using the known one", account_id, e
+            )
             fresh = self.monitor.accounts.get(account_id)
         if fresh is None:
             if account_id in self.monitor.accounts:
@@ -339,10 +338,9 @@ def account_is_ok(app: App, account_id: str) -> bool:
     return all(h.state is State.OK for h in app.monitor.healths(account_id).values())
 
 
-async def serve(config_path: Path, *, once: bool = False) -> int:
+async def serve(config_path: Path, *, config: Config | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT. SIGHUP reloads the config."""
-    config = load_config(config_path)
-    app = App(config)
+    app = App(config or load_config(config_path))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -33,6 +33,7 @@ from agent.secret import Redactor, Secret
 # Commands that live in other modules: name -> "module:attribute" (a click.Command).
 COMMANDS: dict[str, str] = {
     "notifications": "agent.notify.commands:notifications_command",
+    "run": "agent.runcmd:run_command",
 }
 
 EXIT_OK, EXIT_FAILING, EXIT_USAGE = 0, 1, 2

@@ -130,7 +130,7 @@ class Monitor:
 
     def lift_breaker(self, account: Account) -> None:
         """An explicit recheck: the user says they fixed it, so try the login once more."""
-        for service, h in list(self.healths(account.id).items()):
+        for h in list(self.healths(account.id).values()):
             if h.breaker_until is not None:
                 self._write(account, reset_breaker(h))
 
@@ -180,10 +180,7 @@ class Monitor:
                 new.account_id,
                 new.service.value,
             )
-            if theirs is None:
-                stored = self.store.put_health(replace(new, version=0))
-            else:
-                stored = theirs
+            stored = self.store.put_health(replace(new, version=0)) if theirs is None else theirs
         current[new.service] = stored
         self._notify_health(account, prev, stored)
 

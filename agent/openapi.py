@@ -96,7 +96,13 @@ _COMMON = {
     "304": {"description": "Not modified (If-None-Match matched the ETag)"},
     "401": _ok(_ERROR, "Missing or invalid bearer token"),
 }
-_ACCOUNT_PARAM = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_ACCOUNT_PARAM = _path_param("account_id")
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -144,18 +150,14 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/users/{owner_id}/banner": {
             "get": {
                 "summary": "The one banner to show a signed-in user, across their accounts",
-                "parameters": [
-                    {"name": "owner_id", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
+                "parameters": [_path_param("owner_id")],
                 "responses": {"200": _ok(_OWNER_BANNER, "The owner's banner"), **_COMMON},
             }
         },
         "/api/v1/bursts/{provider}/release": {
             "post": {
                 "summary": "Release owner emails held by the burst guard for a provider",
-                "parameters": [
-                    {"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
+                "parameters": [_path_param("provider")],
                 "responses": {"200": {"description": "How many emails were released"}, **_COMMON},
             }
         },

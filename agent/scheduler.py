@@ -260,12 +260,12 @@ class Scheduler:
         self._wake.set()
 
     # --- shutdown -----------------------------------------------------------------------
-    async def stop(self, timeout: float = 30.0) -> None:
+    async def stop(self, grace: float = 30.0) -> None:
         """Stop starting probes; let the ones in flight finish (up to `timeout`)."""
         self._stopping = True
         self._wake.set()
         if self._in_flight:
             tasks = [f.task for f in self._in_flight.values()]
-            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
             for t in pending:
                 t.cancel()

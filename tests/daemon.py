@@ -49,9 +49,19 @@ class Daemon:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent", "--log-level", "info", "run",
-                 "--config", str(self.path)],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                [
+                    sys.executable,
+                    "-m",
+                    "agent",
+                    "--log-level",
+                    "info",
+                    "run",
+                    "--config",
+                    str(self.path),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         if wait_ready:
             self.wait_for(lambda: self.get("/-/ready")[0] == 200, timeout=20, what="ready")
@@ -67,16 +77,21 @@ class Daemon:
         return self.proc.wait(30)
 
     def request(
-        self, method: str, path: str, *, token: str | None = API_TOKEN,
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = API_TOKEN,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        req = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
+        data = b"" if method == "POST" else None
+        req = urllib.request.Request(self.url + path, method=method, data=data)  # noqa: S310
         if token:
             req.add_header("Authorization", f"Bearer {token}")
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
                 return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()

@@ -25,17 +25,27 @@ def _accounts(dovecot: Dovecot, radicale: Radicale, pki: TestPKI) -> list[dict[s
             "provider": "dovecot",
             "address": "alice@example.com",
             "imap": {
-                "host": "127.0.0.1", "port": dovecot.imaps_port, "security": "tls",
-                "username": "alice", "password": "alice-pw", "tls_ca_file": str(pki.ca),
+                "host": "127.0.0.1",
+                "port": dovecot.imaps_port,
+                "security": "tls",
+                "username": "alice",
+                "password": "alice-pw",
+                "tls_ca_file": str(pki.ca),
                 "timeout": "5s",
             },
             "smtp": {
-                "host": "127.0.0.1", "port": dovecot.submission_port, "security": "starttls",
-                "username": "alice", "password": "alice-pw", "tls_ca_file": str(pki.ca),
+                "host": "127.0.0.1",
+                "port": dovecot.submission_port,
+                "security": "starttls",
+                "username": "alice",
+                "password": "alice-pw",
+                "tls_ca_file": str(pki.ca),
                 "timeout": "5s",
             },
             "caldav": {
-                "url": radicale.url, "username": "alice", "password": "alice-pw",
+                "url": radicale.url,
+                "username": "alice",
+                "password": "alice-pw",
                 "timeout": "5s",
             },
         },
@@ -44,8 +54,12 @@ def _accounts(dovecot: Dovecot, radicale: Radicale, pki: TestPKI) -> list[dict[s
             "owner": {"id": "u-bob", "email": "bob@example.com"},
             "provider": "dovecot",
             "imap": {
-                "host": "127.0.0.1", "port": dovecot.imaps_port, "security": "tls",
-                "username": "bob", "password": "bob-pw", "tls_ca_file": str(pki.ca),
+                "host": "127.0.0.1",
+                "port": dovecot.imaps_port,
+                "security": "tls",
+                "username": "bob",
+                "password": "bob-pw",
+                "tls_ca_file": str(pki.ca),
                 "timeout": "5s",
             },
         },
@@ -53,9 +67,7 @@ def _accounts(dovecot: Dovecot, radicale: Radicale, pki: TestPKI) -> list[dict[s
 
 
 @pytest.fixture
-def daemon(
-    tmp_path: Path, dovecot: Dovecot, radicale: Radicale, pki: TestPKI
-) -> Iterator[Daemon]:
+def daemon(tmp_path: Path, dovecot: Dovecot, radicale: Radicale, pki: TestPKI) -> Iterator[Daemon]:
     d = Daemon(
         tmp_path,
         {
@@ -84,14 +96,20 @@ def test_password_change_banner_survives_kill_and_recheck_clears_it(
     daemon: Daemon, dovecot: Dovecot
 ) -> None:
     daemon.start()
-    daemon.wait_for(lambda: _state(daemon, "acc-alice") == "ok" and all(
-        s["last_probe_at"] for s in daemon.status("acc-alice")["services"]
-    ), timeout=30, what="alice ok")
+    daemon.wait_for(
+        lambda: (
+            _state(daemon, "acc-alice") == "ok"
+            and all(s["last_probe_at"] for s in daemon.status("acc-alice")["services"])
+        ),
+        timeout=30,
+        what="alice ok",
+    )
     assert daemon.status("acc-alice")["banner"] is None
 
     dovecot.set_password("alice", "changed-by-user")
-    daemon.wait_for(lambda: _state(daemon, "acc-alice") == "disconnected", timeout=30,
-                    what="alice disconnected")
+    daemon.wait_for(
+        lambda: _state(daemon, "acc-alice") == "disconnected", timeout=30, what="alice disconnected"
+    )
     doc = daemon.status("acc-alice")
     assert doc["banner"]["show"] is True
     assert doc["banner"]["cause"] == "auth_failed"
@@ -121,18 +139,25 @@ def test_password_change_banner_survives_kill_and_recheck_clears_it(
     dovecot.set_password("alice", "alice-pw")
     code, doc = daemon.json("POST", "/api/v1/accounts/acc-alice/recheck")
     assert code == 200, doc
-    assert doc["state"] == "ok" and doc["banner"] is None
+    assert doc["state"] == "ok" and doc["banner"] is None, doc
     assert "alice-pw" not in daemon.log_text()
     assert daemon.terminate() == 0
 
 
 def test_brief_outage_never_shows_a_banner(daemon: Daemon, dovecot: Dovecot) -> None:
     daemon.start()
-    daemon.wait_for(lambda: _state(daemon, "acc-bob") == "ok" and daemon.status("acc-bob")[
-        "services"][0]["last_probe_at"], timeout=30, what="bob ok")
+    daemon.wait_for(
+        lambda: (
+            _state(daemon, "acc-bob") == "ok"
+            and daemon.status("acc-bob")["services"][0]["last_probe_at"]
+        ),
+        timeout=30,
+        what="bob ok",
+    )
     dovecot.stop()
-    daemon.wait_for(lambda: _state(daemon, "acc-bob") == "degraded", timeout=30,
-                    what="bob degraded")
+    daemon.wait_for(
+        lambda: _state(daemon, "acc-bob") == "degraded", timeout=30, what="bob degraded"
+    )
     doc = daemon.status("acc-bob")
     assert doc["banner"] is None
     assert doc["services"][0]["cause"] == "server_unavailable"

@@ -29,6 +29,7 @@ class CertPair:
 
 @dataclass(frozen=True)
 class TestPKI:
+    __test__ = False  # not a test class, whatever pytest thinks of the name
     ca: Path  # the CA certificate clients trust with tls_ca_file
     good: CertPair  # localhost + 127.0.0.1, signed by the CA
     self_signed: CertPair  # localhost, self-signed
