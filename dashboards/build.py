@@ -618,7 +618,7 @@ def fleet() -> Json:
     )
     b.timeline(
         "Burst guard by provider",
-        "Holding: owner emails for that provider wait for an operator.",
+        "Holding: owner emails of that group (a provider, or host:NAME) wait for an operator.",
         targets((f"max by (provider) (syncwatch_notify_burst_active{{{F}}})", "{{provider}}")),
         mappings=value_map({"0": ("sending", "green"), "1": ("holding", "red")}),
         w=8,
