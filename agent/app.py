@@ -147,6 +147,8 @@ class App:
         if self.config.inventory_http is not None:
             self._tasks.append(asyncio.create_task(self._inventory_loop(), name="inventory"))
         await self._serve_http()
+        if not self.config.api.tokens:
+            log.warning("api.tokens is empty: every /api/v1 call answers 401")
         self._ready = True
         log.info("syncwatch started accounts=%d listen=%s", len(accounts), self.config.http.listen)
 
