@@ -40,7 +40,14 @@ from agent.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
-NOTIFY_TICK = 5.0
+NOTIFY_TICK = 5.0  # the notifier plans and delivers at least this often ...
+NOTIFY_TICK_MIN = 0.2  # ... and at most this often
+
+
+def notify_tick(config: Config) -> float:
+    """Seconds between notifier ticks: a fraction of notify.coalesce (the shortest delay the
+    notifier owes anyone), bounded, so a short coalesce is honoured without busy-looping."""
+    return min(NOTIFY_TICK, max(NOTIFY_TICK_MIN, config.notify.coalesce / 4))
 
 
 class StoreTokens:
@@ -221,7 +228,7 @@ class App:
                 self._export_notify_stats(now)
             except Exception:
                 log.exception("notifier tick failed")
-            await asyncio.sleep(NOTIFY_TICK)
+            await asyncio.sleep(notify_tick(self.config))
 
     def _export_notify_stats(self, now: float) -> None:
         for (kind, result), n in self.notifier.stats.take_counts().items():
