@@ -254,7 +254,15 @@ def _notify(ctx: Ctx, node: Node | None, schedule: ScheduleSettings) -> NotifySe
         max_attempts=s.opt("max_attempts", n.integer(1, 1000), d.max_attempts),
         max_age=s.opt("max_age", n.duration(), d.max_age),
         templates_dir=s.opt("templates_dir", n.directory, None),
+        retry_base=s.opt("retry_base", n.duration(), d.retry_base),
     )
+    if out.retry_base > out.max_age:
+        raise ctx.error(
+            s.node("retry_base") or s.line,
+            "notify.retry_base",
+            f"must be at most notify.max_age ({format_duration(out.max_age)}), "
+            f"got {format_duration(out.retry_base)}",
+        )
     if out.transient_after < schedule.transient_grace:
         raise ctx.error(
             s.node("transient_after") or s.line,

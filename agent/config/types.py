@@ -214,6 +214,7 @@ class NotifySettings:
     max_attempts: int = 10
     max_age: float = 2 * 86400.0
     templates_dir: Path | None = None  # None: the templates shipped with the agent
+    retry_base: float = 60.0  # first delivery retry after about this long, doubling to 1 h
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,13 @@ def next_attempt(
     max_age: float,
     permanent: bool,
     rand: Callable[[], float],
+    base: float = BASE,
 ) -> float | None:
     """When to try again after a failure, or None to give up. `attempts` counts the one
-    that just failed."""
+    that just failed; `base` is the first delay (notify.retry_base)."""
     if permanent or attempts >= max_attempts:
         return None
-    at = now + retry_delay(attempts, rand)
+    at = now + retry_delay(attempts, rand, base)
     if at - created_at > max_age:
         return None
     return at

@@ -324,6 +324,7 @@ class Notifier:
                     max_age=self.settings.max_age,
                     permanent=err.permanent,
                     rand=self._rand,
+                    base=self.settings.retry_base,
                 )
                 self.store.mark_failed(item.key, self.worker_id, str(err), at, retry)
                 result = "failed" if retry is not None else "gave_up"
