@@ -179,6 +179,11 @@ class Metrics(HealthListener):
             "syncwatch_notifications", "Notifications, by kind and result.",
             ["kind", "result"], registry=r,
         )
+        for kind in ("first", "reminder", "recovery", "transient", "sre", "burst"):
+            for result in ("sent", "failed", "gave_up", "cancelled"):
+                self.notifications.labels(kind, result)  # every series exists from the start
+        for result in ("ok", "failing", "rate_limited", "not_found"):
+            self.rechecks.labels(result)
         self.outbox_pending = Gauge(
             "syncwatch_outbox_pending", "Notifications waiting to be sent.", registry=r
         )
