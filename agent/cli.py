@@ -32,6 +32,7 @@ from agent.secret import Redactor, Secret
 
 # Commands that live in other modules: name -> "module:attribute" (a click.Command).
 COMMANDS: dict[str, str] = {
+    "demo": "agent.demo.command:demo_command",
     "notifications": "agent.notify.commands:notifications_command",
     "run": "agent.runcmd:run_command",
 }
