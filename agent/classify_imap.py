@@ -18,7 +18,7 @@ _CODES: dict[str, tuple[Cause, bool]] = {
     "AUTHENTICATIONFAILED": (Cause.AUTH_FAILED, False),
     "AUTHORIZATIONFAILED": (Cause.AUTH_FAILED, False),
     "CONTACTADMIN": (Cause.ACCOUNT_SUSPENDED, True),
-    "EXPIRED": (Cause.ACCESS_REVOKED, True),
+    "EXPIRED": (Cause.ACCOUNT_SUSPENDED, True),  # password or account expired: provider-side
     "PRIVACYREQUIRED": (Cause.CONFIG_ERROR, True),
     "UNAVAILABLE": (Cause.SERVER_UNAVAILABLE, False),
     "SERVERBUG": (Cause.SERVER_UNAVAILABLE, False),

@@ -40,7 +40,7 @@ TABLE: list[tuple[str, Evidence, Cause, str | None, bool]] = [
     ("gmail-invalid", imap("NO", "[AUTHENTICATIONFAILED] Invalid credentials (Failure)"), AF, None, False),
     ("contactadmin", imap("NO", "[CONTACTADMIN] Account locked by the postmaster"), SUS, None, True),
     ("contactadmin-plain", imap("NO", "[CONTACTADMIN] nologin"), SUS, None, True),
-    ("expired", imap("NO", "[EXPIRED] Password expired"), AR, None, True),
+    ("expired", imap("NO", "[EXPIRED] Password expired"), SUS, None, True),
     ("unavailable-temp-auth", imap("NO", "[UNAVAILABLE] Temporary authentication failure. [h:1]"), C.SERVER_UNAVAILABLE, None, False),
     ("dovecot-limit", imap("NO", "[LIMIT] Maximum number of connections from user+IP exceeded"), C.RATE_LIMITED, None, False),
     ("unavailable-but-limit", imap("NO", "[UNAVAILABLE] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10)"), C.RATE_LIMITED, None, False),

@@ -15,7 +15,7 @@ import pytest
 from agent.config.types import Account, AuthKind, Security
 from agent.localservers.dovecot import Dovecot
 from agent.model import Cause, Evidence, ProbeResult, Service
-from agent.probes import probe_service, smtp
+from agent.probes import probe_account, probe_service, smtp
 from agent.probes.base import ProbeContext, ProbeError
 from tests.servers.dovecot import imap_account, running_dovecot
 from tests.servers.tls import TestPKI
@@ -221,3 +221,19 @@ async def test_implicit_tls_against_starttls_port_fails_cleanly(
     assert result.failure is not None
     assert result.failure.cause is not None
     assert acct.smtp is not None and acct.smtp.security is Security.TLS
+
+
+async def test_concurrent_imap_and_smtp_probes_never_reuse_a_live_descriptor(
+    dovecot: Dovecot, pki: TestPKI
+) -> None:
+    """IMAP and SMTP of one account run together; after a STARTTLS session ends, its
+    descriptor must be free for the next connection (a socket closed under a live transport
+    broke every later probe with 'File descriptor N is used by transport')."""
+    good = imap_account(dovecot, "alice", "alice-pw", ca_file=pki.ca)
+    bad = imap_account(dovecot, "alice", "wrong", ca_file=pki.ca)
+    for account, ok in [(good, True), (bad, False), (good, True), (bad, False), (good, True)]:
+        results = await probe_account(account)
+        for r in results:
+            assert r.ok is ok, r.failure
+            if not ok:
+                assert r.failure is not None and r.failure.cause is Cause.AUTH_FAILED

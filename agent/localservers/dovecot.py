@@ -16,6 +16,7 @@ and `NO [UNAVAILABLE]`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -361,6 +362,12 @@ class Dovecot:
         self._stamp = max(time.time(), self._stamp + 1.0)
         os.utime(tmp, (self._stamp, self._stamp))
         tmp.replace(path)
+        if self.running:
+            # ... and it looks at the file at most once per wall-clock second: a login in the
+            # second of the change may still see the old file. Return only once the change
+            # is visible to the next login.
+            now = time.time()
+            time.sleep(math.floor(now) + 1.0 - now + 0.01)
 
     def _log_tail(self) -> str:
         return self.log_text()[-2000:]

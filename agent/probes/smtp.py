@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import ssl
+from collections.abc import Callable
 
 import aiosmtplib
 
@@ -63,15 +64,28 @@ async def _session(account: Account, server: MailServer, ctx: ProbeContext, refr
         timeout=ctx.timeout,
     )
 
+    # Every transport built on `sock` (the TCP one, and the TLS one STARTTLS puts on top)
+    # must be aborted, never the socket closed under them: a transport still registered for
+    # a closed file descriptor breaks the next connection that gets the same number.
+    transports: list[asyncio.BaseTransport] = []
+
     def abort() -> None:
-        if isinstance(smtp.transport, asyncio.Transport):
-            smtp.transport.abort()
-        sock.close()
+        if smtp.transport is not None and smtp.transport not in transports:
+            transports.append(smtp.transport)
+        for t in transports:
+            t.abort()  # type: ignore[attr-defined]
+        if not transports:
+            sock.close()  # no transport ever took the socket over
+
+    def keep_transport() -> None:
+        if smtp.transport is not None and smtp.transport not in transports:
+            transports.append(smtp.transport)
 
     ctx.on_abort(abort)
     try:
-        await _converse(smtp, account, server, ctx, tls, refresh)
+        await _converse(smtp, account, server, ctx, tls, refresh, keep_transport)
     finally:
+        keep_transport()
         abort()
 
 
@@ -82,6 +96,7 @@ async def _converse(
     ctx: ProbeContext,
     tls: ssl.SSLContext,
     refresh: bool,
+    keep_transport: Callable[[], None],
 ) -> None:
     implicit = server.security is Security.TLS
     with ctx.step("tls" if implicit else "greeting"):
@@ -91,6 +106,8 @@ async def _converse(
             raise ProbeError(_reply("greeting", e.code, e.message)) from None
         except (aiosmtplib.SMTPException, OSError) as e:
             raise ProbeError(_from_exception("tls" if implicit else "greeting", e)) from None
+        finally:
+            keep_transport()
         ctx.log("S", str(greeting))
     with ctx.step("ehlo"):
         await _ehlo(smtp, ctx)
@@ -102,6 +119,7 @@ async def _converse(
                 )
             ctx.log("C", "STARTTLS")
             try:
+                keep_transport()
                 resp = await smtp.starttls(server_hostname=server.host, tls_context=tls)
             except aiosmtplib.SMTPResponseException as e:
                 raise ProbeError(_reply("starttls", e.code, e.message)) from None
