@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.servers.radicale",
     "tests.servers.replay",
     "tests.servers.smtp_sink",
+    "tests.servers.agent",
 ]
 
 
