@@ -225,18 +225,19 @@ class App:
                 now = self._clock()
                 self.notifier.plan(now, list(self.monitor.accounts.values()), self.monitor.health)
                 await self.notifier.deliver(now)
-                self._export_notify_stats(now)
+                self._export_notify_stats()
             except Exception:
                 log.exception("notifier tick failed")
             await asyncio.sleep(notify_tick(self.config))
 
-    def _export_notify_stats(self, now: float) -> None:
-        for (kind, result), n in self.notifier.stats.take_counts().items():
+    def _export_notify_stats(self) -> None:
+        """Copy the notifier's numbers (refreshed by its own plan/deliver) to the metrics;
+        no outbox scan of its own."""
+        stats = self.notifier.stats
+        for (kind, result), n in stats.take_counts().items():
             self.metrics.notifications.labels(kind, result).inc(n)
-        pending = self.store.outbox(status="pending", limit=1_000_000)
-        self.metrics.outbox_pending.set(len(pending))
-        oldest = min((p.created_at for p in pending), default=now)
-        self.metrics.outbox_oldest.set(max(0.0, now - oldest))
+        self.metrics.outbox_pending.set(stats.outbox_pending)
+        self.metrics.outbox_oldest.set(stats.outbox_oldest_pending_age)
 
     # --- reload -------------------------------------------------------------------------
     async def reload(self) -> tuple[bool, str]:
