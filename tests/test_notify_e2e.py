@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow
 SUBJECT = "Your Mailbox and Calendar integration needs attention"
 RECONNECT = "https://portal.example.com/reconnect?account={account_id}"
 UNSUBSCRIBE = "https://portal.example.com/notifications?owner={owner_id}"
-NEW_PASSWORD = "changed-by-owner-7Q"  # noqa: S105
+NEW_PASSWORD = "changed-by-owner-7Q"
 
 
 def _account(dovecot: Dovecot, pki: TestPKI, user: str, *, smtp: bool = False) -> dict[str, Any]:
@@ -124,6 +125,15 @@ def _text(msg: EmailMessage) -> str:
     return "\n".join(parts)
 
 
+def _samples(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def _settle(d: Daemon, seconds: float) -> None:
     """Let the daemon run a few notifier ticks (nothing to poll for: we expect silence)."""
     deadline = time.monotonic() + seconds
@@ -132,17 +142,21 @@ def _settle(d: Daemon, seconds: float) -> None:
         time.sleep(0.1)
 
 
+def _is_broken(d: Daemon, user: str) -> bool:
+    return _state(d, f"acc-{user}") == "disconnected"
+
+
 def _break(d: Daemon, dovecot: Dovecot, user: str) -> None:
+    """Change the password; wait for the daemon to confirm the break (Dovecot notices the
+    passwd-file change within a second, the daemon confirms at the next probe)."""
     dovecot.set_password(user, NEW_PASSWORD)
-    d.wait_for(
-        lambda: _state(d, f"acc-{user}") == "disconnected", timeout=30, what=f"{user} broken"
-    )
+    d.wait_for(partial(_is_broken, d, user), timeout=30, what=f"{user} broken")
 
 
 def _start_ok(d: Daemon, *users: str) -> None:
     d.start()
     for u in users:
-        d.wait_for(lambda u=u: _probed_ok(d, f"acc-{u}"), timeout=30, what=f"{u} ok")
+        d.wait_for(partial(_probed_ok, d, f"acc-{u}"), timeout=30, what=f"{u} ok")
 
 
 # --- 1-3: one break, a restart, recovery -------------------------------------------------
@@ -291,8 +305,11 @@ def test_relay_down_when_due_the_email_arrives_once_it_is_back(
     assert len(smtp_sink.messages) == 1
     assert smtp_sink.messages[0]["Subject"] == SUBJECT
     [row] = _notifications(d)
-    assert row["status"] == "sent"
-    assert "syncwatch_notifications_total" in d.metrics()
+    assert row["status"] == "sent" and row["attempts"] >= 3
+    metrics = _samples(d.metrics())
+    assert metrics['syncwatch_notifications_total{kind="first",result="sent"}'] == 1
+    assert metrics['syncwatch_notifications_total{kind="first",result="failed"}'] >= 2
+    assert metrics["syncwatch_outbox_pending"] == 0
 
 
 # --- 5: a burst on one provider -----------------------------------------------------------
@@ -326,11 +343,7 @@ def test_burst_holds_owner_emails_tells_sre_once_and_release_sends_them(
         for u in users:
             dovecot.set_password(u, NEW_PASSWORD)
         for u in users:
-            d.wait_for(
-                lambda u=u: _state(d, f"acc-{u}") == "disconnected",
-                timeout=30,
-                what=f"{u} broken",
-            )
+            d.wait_for(partial(_is_broken, d, u), timeout=30, what=f"{u} broken")
         d.wait_for(lambda: len(sre.messages) >= 1, timeout=30, what="the SRE message")
         _settle(d, 7.0)  # past coalesce: owner emails would be due now without the hold
         assert smtp_sink.messages == []
