@@ -44,12 +44,7 @@ ENTRIES = _load()
 
 # Entries the probes cannot get right yet, with why. strict: a fix makes the test fail
 # until the entry is taken off this list.
-KNOWN_GAPS: dict[str, str] = {
-    "C048": "IMAP probe does not reconnect after a `* BYE` once logged in "
-    "(AccessTokenExpired: refresh and reconnect)",
-    "C136": "IMAP probe does not reconnect after a `* BYE` once logged in "
-    "(selected mailbox deleted: reconnect)",
-}
+KNOWN_GAPS: dict[str, str] = {}  # entry id -> why the probes cannot get it right yet
 
 
 def _params() -> list[Any]:

@@ -40,17 +40,21 @@ async def probe(account: Account, ctx: ProbeContext) -> None:
         raise ProbeError(Evidence(PROTOCOL, "connect", text="account has no IMAP server"))
     if server.password is not None:
         ctx.redact.add(server.password)
-    if server.auth is not AuthKind.XOAUTH2:
-        await _session(account, server, ctx, refresh=False)
-        return
+    oauth = server.auth is AuthKind.XOAUTH2
     try:
         await _session(account, server, ctx, refresh=False)
     except ProbeError as e:
         ev = e.evidence
-        if not (ev.protocol == PROTOCOL and ev.stage == "login" and ev.status in ("NO", "BAD")):
+        refused = oauth and ev.stage == "login" and ev.status in ("NO", "BAD")
+        # A BYE after a good login ends one session, not the account: the server may have
+        # restarted, the selected mailbox may have gone, or (OAuth) the access token expired
+        # mid-session. One more session settles it; a server that is really down, or an
+        # account that is really broken, answers the same way again.
+        dropped = ev.status == "BYE" and ev.stage in ("select", "quota", "noop")
+        if ev.protocol != PROTOCOL or not (refused or dropped):
             raise
-        ctx.log("*", "token refused; retrying once with a refreshed token")
-        await _session(account, server, ctx, refresh=True)
+        ctx.log("*", f"{ev.stage}: {ev.status} {ev.text[:200]}; retrying once on a new session")
+        await _session(account, server, ctx, refresh=oauth)
 
 
 async def _session(account: Account, server: MailServer, ctx: ProbeContext, refresh: bool) -> None:
