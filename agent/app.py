@@ -29,6 +29,7 @@ from agent.metrics import Metrics
 from agent.model import ProbeResult, Service, ServiceHealth, State
 from agent.monitor import Monitor
 from agent.net import Resolver, SystemResolver
+from agent.notify.render import resolve_templates_dir, validate
 from agent.notify.service import Notifier
 from agent.probes import probe_service
 from agent.probes.oauth import OAuthTokens
@@ -48,6 +49,16 @@ def notify_tick(config: Config) -> float:
     """Seconds between notifier ticks: a fraction of notify.coalesce (the shortest delay the
     notifier owes anyone), bounded, so a short coalesce is honoured without busy-looping."""
     return min(NOTIFY_TICK, max(NOTIFY_TICK_MIN, config.notify.coalesce / 4))
+
+
+def notify_problems(config: Config) -> list[str]:
+    """What `syncwatch run` refuses to start with in the notify settings and templates."""
+    return validate(
+        config.notify,
+        resolve_templates_dir(config.notify, config.path),
+        portal=config.portal,
+        owners=config.owners,
+    )
 
 
 class StoreTokens:
@@ -250,6 +261,13 @@ class App:
                 self.metrics.reload_ok.set(0)
                 log.error("reload rejected, keeping the running config: %s", e)
                 return False, str(e)
+            problems = await asyncio.to_thread(notify_problems, config)
+            if problems:
+                # a broken template accepted here would fail every notifier tick
+                message = "; ".join(f"{config.path}: {p}" for p in problems)
+                self.metrics.reload_ok.set(0)
+                log.error("reload rejected, keeping the running config: %s", message)
+                return False, message
             if config.store.path != self.config.store.path:
                 log.warning("store.path changed: takes effect on restart")
             if (config.http, config.api.listen) != (self.config.http, self.config.api.listen):
