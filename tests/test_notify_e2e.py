@@ -419,3 +419,28 @@ def test_broken_template_stops_check_config(tmp_path: Path) -> None:
     out = _cli("check-config", "--config", str(path))
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert "first.txt" in out.stderr
+
+
+def test_reload_with_a_broken_template_keeps_the_running_templates(
+    tmp_path: Path,
+    daemons: list[Daemon],
+    dovecot: Dovecot,
+    pki: TestPKI,
+    smtp_sink: SmtpSink,
+) -> None:
+    d = _daemon(daemons, tmp_path, _config(dovecot, pki, smtp_sink, ["bob"]))
+    _start_ok(d, "bob")
+    templates = tmp_path / "templates-broken"
+    templates.mkdir()
+    (templates / "first.txt").write_text("Hello {% if owner.name %}{{ owner.name }\n")
+    d.config["notify"]["templates_dir"] = str(templates)
+    d.write()
+    code, doc = d.json("POST", "/-/reload", token=None)
+    assert code == 500, doc
+    assert "first.txt" in doc["message"]
+    assert "syncwatch_config_last_reload_successful 0.0" in d.metrics()
+    # the running templates still work
+    _break(d, dovecot, "bob")
+    d.wait_for(lambda: len(smtp_sink.messages) >= 1, timeout=30, what="the first email")
+    assert smtp_sink.messages[0]["Subject"] == SUBJECT
+    assert "notifier tick failed" not in d.log_text()
