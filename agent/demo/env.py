@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 import yaml
+from multidict import CIMultiDict
 
 from agent.demo.scenario import ACCOUNTS, DemoAccount, Fault, Timing, daemon_config
 from agent.localservers.dovecot import Dovecot
@@ -70,21 +71,21 @@ class DaemonClient:
 
     async def request(
         self, method: str, path: str, headers: Mapping[str, str] | None = None
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> tuple[int, CIMultiDict[str], bytes]:
         """(status, headers, body); status 0 when the daemon cannot be reached."""
         h = {"Authorization": f"Bearer {self._token}", **(headers or {})}
         try:
             async with self._s().request(method, self.base + path, headers=h) as r:
-                return r.status, dict(r.headers), await r.read()
+                return r.status, CIMultiDict(r.headers), await r.read()
         except (aiohttp.ClientError, OSError, TimeoutError):
-            return 0, {}, b""
+            return 0, CIMultiDict(), b""
 
-    async def get(self, path: str, headers: Mapping[str, str] | None = None) -> tuple[
-        int, dict[str, str], bytes
-    ]:
+    async def get(
+        self, path: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, CIMultiDict[str], bytes]:
         return await self.request("GET", path, headers)
 
-    async def post(self, path: str) -> tuple[int, dict[str, str], bytes]:
+    async def post(self, path: str) -> tuple[int, CIMultiDict[str], bytes]:
         return await self.request("POST", path)
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ _PASS_HEADERS = ("ETag", "Cache-Control", "Retry-After")
 ENV_KEY = web.AppKey("env", DemoEnv)
 
 
-def _forward(status: int, headers: dict[str, str], body: bytes) -> web.Response:
+def _forward(status: int, headers: Mapping[str, str], body: bytes) -> web.Response:
     if status == 0:
         return web.json_response({"error": "syncwatch API unreachable"}, status=502)
     out = {k: headers[k] for k in _PASS_HEADERS if k in headers}
