@@ -238,3 +238,33 @@ def test_alertmanager_example_config_is_valid() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+ROUTES = {"critical": "pager", "warning": "team-chat", "info": "null"}
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None, reason="needs amtool")
+@pytest.mark.skipif(not ALERTMANAGER_EXAMPLE.exists(), reason="no alertmanager example")
+def test_alertmanager_example_routes_every_alert_by_severity() -> None:
+    severities = {r["labels"]["severity"] for r in sre_kit.alert_rules()}
+    assert severities == set(ROUTES)
+    for rule in sre_kit.alert_rules():
+        proc = subprocess.run(
+            [
+                "amtool",
+                "config",
+                "routes",
+                "test",
+                f"--config.file={ALERTMANAGER_EXAMPLE}",
+                f"alertname={rule['alert']}",
+                f"severity={rule['labels']['severity']}",
+                "job=syncwatch",
+                "instance=agent:9477",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == ROUTES[rule["labels"]["severity"]], rule["alert"]
