@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from agent.cli import configure_logging, main, redact_in_logs
 from agent.localservers.dovecot import Dovecot
+from agent.localservers.radicale import Radicale
 from tests.conftest import free_port
 from tests.servers import tls
 
@@ -319,3 +320,40 @@ accounts:
     assert imap["ok"] is False and imap["cause"] is not None
     for secret in (refresh, client_secret):
         assert secret not in result.stdout and secret not in result.stderr
+
+
+def test_probe_after_the_user_changed_their_password_at_the_provider(
+    tmp_path: Path, dovecot: Dovecot, pki: tls.TestPKI
+) -> None:
+    cfg = write_config(tmp_path, dovecot, pki)
+    assert run("probe", "acc-ok", "--config", str(cfg), "--json", env=ENV).exit_code == 0
+    dovecot.set_password("alice", "changed-at-the-provider")
+    result = run("probe", "acc-ok", "--config", str(cfg), "--json", env=ENV)
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    causes = {s["service"]: (s["cause"], s["action_needed"]) for s in doc["services"]}
+    assert causes == {"imap": ("auth_failed", True), "smtp": ("auth_failed", True)}
+    assert ALICE_PW not in result.stdout
+
+
+def test_probe_read_only_calendar_is_permission_denied(tmp_path: Path, radicale: Radicale) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"""
+store: {{path: var/s.sqlite3}}
+notify: {{email: null}}
+accounts:
+  - id: acc-bob
+    owner: {{id: u-2, email: bob@example.com}}
+    caldav: {{url: "{radicale.url}", username: bob, password: bob-pw, timeout: 10s}}
+"""
+    )
+    result = run("probe", "acc-bob", "--config", str(cfg), "--json")
+    assert result.exit_code == 1, result.stdout
+    (dav,) = json.loads(result.stdout)["services"]
+    assert (dav["service"], dav["cause"], dav["action_needed"]) == (
+        "caldav",
+        "permission_denied",
+        True,
+    )
+    assert "bob-pw" not in result.stdout
