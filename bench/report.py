@@ -41,7 +41,11 @@ class Figure:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Figure:
-        return cls(**{k: v for k, v in d.items() if k != "ratio"})
+        d = {k: v for k, v in d.items() if k != "ratio"}
+        for k in ("value", "baseline_value"):
+            if d[k] is None:
+                d[k] = math.nan
+        return cls(**d)
 
 
 def _finite(x: float) -> float | None:

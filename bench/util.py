@@ -147,7 +147,7 @@ def config_for(
     listen: str,
     schedule: ScheduleSettings | None = None,
     per_account: str = "all",
-    api_token: str | None = None,
+    api_token: str | None = "bench-api-token-0123456789",
 ) -> Config:
     from agent.config.types import ApiSettings, HttpSettings
 
