@@ -42,11 +42,11 @@ from agent.store.sqlite import SqliteStore
 log = logging.getLogger(__name__)
 
 NOTIFY_TICK = 5.0  # the notifier plans and delivers at least this often ...
-NOTIFY_TICK_MIN = 0.2  # ... and at most this often
+NOTIFY_TICK_MIN = 1.0  # ... and at most this often (a plan reads every incident)
 
 
 def notify_tick(config: Config) -> float:
-    """Seconds between notifier ticks: a fraction of notify.coalesce (the shortest delay the
+    """Seconds between notifier ticks: a quarter of notify.coalesce (the shortest delay the
     notifier owes anyone), bounded, so a short coalesce is honoured without busy-looping."""
     return min(NOTIFY_TICK, max(NOTIFY_TICK_MIN, config.notify.coalesce / 4))
 
