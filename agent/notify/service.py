@@ -307,6 +307,11 @@ class Notifier:
         """Send what is due; returns how many the relay accepted."""
         sent = 0
         for item in self.store.claim_due(now, self.worker_id, self.lease):
+            if item.lease_until is not None and self._clock() >= item.lease_until:
+                # a slow relay used up the lease: another worker may hold the row by now;
+                # leave it (unsent, unmarked) to whoever claims it next
+                log.info("notify lease expired before sending key=%s", item.key)
+                continue
             try:
                 await self.transport.send(self._message(item))
             except Exception as e:  # one bad row must not stop the others
