@@ -444,3 +444,63 @@ def test_reload_with_a_broken_template_keeps_the_running_templates(
     d.wait_for(lambda: len(smtp_sink.messages) >= 1, timeout=30, what="the first email")
     assert smtp_sink.messages[0]["Subject"] == SUBJECT
     assert "notifier tick failed" not in d.log_text()
+
+
+# --- the lease: a slow relay must not make two workers send one message --------------------
+
+
+class SlowRelay:
+    """Each send takes `seconds` of the injected clock; before send number `meanwhile_at`
+    another worker runs a delivery pass (as it would, concurrently, in production)."""
+
+    def __init__(self, clock: Any, seconds: float, sent: list[str]) -> None:
+        self.clock, self.seconds, self.sent = clock, seconds, sent
+        self.calls = 0
+        self.meanwhile: Any = None
+        self.meanwhile_at = 3
+
+    async def send(self, message: Any) -> None:
+        self.calls += 1
+        if self.calls == self.meanwhile_at and self.meanwhile is not None:
+            await self.meanwhile()
+        self.sent.append(message.key)
+        self.clock.now += self.seconds
+
+
+class Instant:
+    def __init__(self, sent: list[str]) -> None:
+        self.sent = sent
+
+    async def send(self, message: Any) -> None:
+        self.sent.append(message.key)
+
+
+async def test_a_row_whose_lease_ran_out_is_left_to_the_next_claim(
+    tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    from agent.store.sqlite import SqliteStore
+    from tests.test_notify_delivery import Clock, make
+    from tests.test_notify_support import T0, account, broken
+
+    store = SqliteStore.open(tmp_path / "s.sqlite3")
+    try:
+        clock = Clock()
+        accounts = [account(f"a{i}", owner=f"o{i}") for i in range(3)]
+        healths = {a.id: broken(a.id) for a in accounts}
+        sent: list[str] = []
+        slow = SlowRelay(clock, 160.0, sent)  # the lease is 300 s: the third row outlives it
+        w1 = make(store, smtp_sink, clock, worker="w1", transport=slow)
+        w2 = make(store, smtp_sink, clock, worker="w2", transport=Instant(sent))
+        clock.now = T0 + 200
+        w1.plan(clock.now, accounts, healths)
+
+        async def other_worker() -> None:
+            await w2.deliver(clock.now)
+
+        slow.meanwhile = other_worker
+        await w1.deliver(clock.now)
+        await w2.deliver(clock.now)
+        assert sorted(sent) == ["o0/1/first", "o1/1/first", "o2/1/first"]
+        assert {r.status for r in store.outbox(limit=10)} == {"sent"}
+    finally:
+        store.close()
