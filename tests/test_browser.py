@@ -41,11 +41,23 @@ class Browser:
     def __init__(self, profile: Path) -> None:
         self.profile = profile
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-port=0",
-             "--window-size=1000,760", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "--window-size=1000,760",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
@@ -76,8 +88,9 @@ class Browser:
                 return dict(msg.get("result", {}))
 
     async def eval(self, expression: str) -> Any:
-        res = await self.send("Runtime.evaluate", expression=expression, returnByValue=True,
-                              awaitPromise=True)
+        res = await self.send(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         assert "exceptionDetails" not in res, res
         return res["result"].get("value")
 
@@ -85,8 +98,9 @@ class Browser:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             # the page may still be loading: an exception counts as "not yet"
-            value = await self.eval(f"(() => {{ try {{ return {expression}; }} "
-                                    "catch (e) { return null; } })()")
+            value = await self.eval(
+                f"(() => {{ try {{ return {expression}; }} catch (e) {{ return null; }} }})()"
+            )
             if value:
                 return value
             await asyncio.sleep(0.2)

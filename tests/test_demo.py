@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -82,7 +83,10 @@ class Demo:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "demo", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         )
         self.lines: list[str] = []
@@ -126,11 +130,14 @@ class Demo:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str],
-                                                                            bytes]:
-        req = urllib.request.Request(self.url(path), headers=headers or {})
+    def get(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
+            self.url(path), headers=headers or {}
+        )
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
                 return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
@@ -145,10 +152,8 @@ class Demo:
     def kill(self) -> None:
         if self.proc.poll() is None:
             for pid in descendants(self.proc.pid):
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
             self.proc.kill()
             self.proc.wait(10)
 
@@ -185,8 +190,9 @@ def test_scripted_demo_shows_the_lifecycle_and_exits_0_leaving_no_process(
     doc = json.loads(body)
     assert doc["show"] is True and doc["accounts"][0]["cause"] == "account_suspended"
     assert doc["accounts"][0]["reconnect_url"] == demo.url("/portal/reconnect?account=acc-dave")
-    status, _, body = demo.get("/portal/api/banner?owner=u-dave",
-                               {"If-None-Match": headers["ETag"]})
+    status, _, body = demo.get(
+        "/portal/api/banner?owner=u-dave", {"If-None-Match": headers["ETag"]}
+    )
     assert status == 304 and body == b""
     assert demo.get("/portal/api/banner?owner=u-nobody")[0] == 404
     status, _, page = demo.get("/portal/?owner=u-alice")
@@ -202,7 +208,7 @@ def test_scripted_demo_shows_the_lifecycle_and_exits_0_leaving_no_process(
     assert "the lifecycle happened as expected" in out
     assert "FAILED" not in out
     assert re.search(r"acc-bob .*->", out) is None, "bob never changes state"
-    token = (folder / "api-token")
+    token = folder / "api-token"
     assert not folder.exists() and not token.exists()
     assert alive(procs) == {}
 
@@ -247,8 +253,12 @@ def test_the_lifecycle_checks_fail_when_nothing_was_seen() -> None:
     results = checks(Observed.empty())
     assert [c.ok for c in results].count(True) == 1  # only "bob ok all along" holds vacuously
     seen = Observed(
-        banners={"acc-alice": {"auth_failed"}, "acc-carol": {"permission_denied"},
-                 "acc-dave": {"account_suspended"}, "acc-erin": {"server_unavailable"}},
+        banners={
+            "acc-alice": {"auth_failed"},
+            "acc-carol": {"permission_denied"},
+            "acc-dave": {"account_suspended"},
+            "acc-erin": {"server_unavailable"},
+        },
         states={"acc-bob": {"ok"}},
         emailed={"alice@example.com"},
         fixed_ok=True,

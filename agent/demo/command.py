@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import json
 import logging
 import shutil
 import signal
@@ -33,6 +35,8 @@ from agent.demo.scenario import (
     TIMELINE,
     TIMELINE_END,
     Action,
+    DemoAccount,
+    account,
     checks,
     default_duration,
 )
@@ -47,25 +51,58 @@ def say(line: str) -> None:
 
 
 @click.command("demo")
-@click.option("--port", type=click.IntRange(0, 65535), default=8480, show_default=True,
-              help="Port of the demo's web server on 127.0.0.1 (0: any free port).")
-@click.option("--interactive", is_flag=True,
-              help="No timeline: break, fix and recheck accounts at a prompt.")
-@click.option("--speed", type=click.FloatRange(0.1, 20), default=1.0, show_default=True,
-              help="Run the timeline and the agent's intervals this many times faster.")
-@click.option("--duration", type=click.FloatRange(min=1), default=None,
-              help="Exit after this many seconds [default: the timeline's length + 10s, "
-              "divided by --speed; with --interactive: until quit].")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8480,
+    show_default=True,
+    help="Port of the demo's web server on 127.0.0.1 (0: any free port).",
+)
+@click.option(
+    "--interactive", is_flag=True, help="No timeline: break, fix and recheck accounts at a prompt."
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(0.1, 20),
+    default=1.0,
+    show_default=True,
+    help="Run the timeline and the agent's intervals this many times faster.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Exit after this many seconds [default: the timeline's length + 10s, "
+    "divided by --speed; with --interactive: until quit].",
+)
 @click.option("--keep", is_flag=True, help="Keep the temp folder (config, logs, state).")
-def demo_command(port: int, interactive: bool, speed: float, duration: float | None,
-                 keep: bool) -> None:
+def demo_command(
+    port: int, interactive: bool, speed: float, duration: float | None, keep: bool
+) -> None:
     """Run the agent against local Dovecot, Radicale and an SMTP sink and watch accounts
     break, get a banner and an email, and recover."""
+    if problem := _missing():
+        click.echo(f"syncwatch demo: {problem}", err=True)
+        raise SystemExit(2)
     if duration is None and not interactive:
         duration = default_duration(speed)
     # the SMTP sink (aiosmtpd) logs every SMTP command at INFO: too chatty for a demo
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     raise SystemExit(asyncio.run(_main(port or free_port(), interactive, speed, duration, keep)))
+
+
+def _missing() -> str | None:
+    """What the demo needs and this machine lacks (scripts/setup installs all of it)."""
+    for module in ("aiosmtpd", "radicale"):
+        if importlib.util.find_spec(module) is None:
+            return f"needs the Python package {module}: pip install -e '.[test]' (or scripts/setup)"
+    dirs = ("/usr/sbin", "/usr/bin", "/usr/local/sbin")
+    if shutil.which("dovecot") is None and not any(Path(d, "dovecot").exists() for d in dirs):
+        return (
+            "needs Dovecot: apt-get install dovecot-imapd dovecot-submissiond "
+            "dovecot-auth-lua (or scripts/setup)"
+        )
+    return None
 
 
 class _Demo:
@@ -96,25 +133,24 @@ class _Demo:
             a = self.account(name)
             code, headers, body = await self.env.daemon.post(f"/api/v1/accounts/{a.id}/recheck")
             if code == 200:
-                import json
-
                 doc = json.loads(body)
                 self.watcher.expect_fixed = a.id
                 self.watcher.record(a.id, doc)
                 say(f"{self.watcher.stamp()} recheck {a.id}: {describe(doc)}")
             elif code == 429:
-                say(f"{self.watcher.stamp()} recheck {a.id}: too soon, retry after "
-                    f"{headers.get('Retry-After', '?')}s")
+                say(
+                    f"{self.watcher.stamp()} recheck {a.id}: too soon, retry after "
+                    f"{headers.get('Retry-After', '?')}s"
+                )
             else:
                 say(f"{self.watcher.stamp()} recheck {a.id}: HTTP {code}")
 
-    def account(self, name: str):  # type: ignore[no-untyped-def]
-        from agent.demo.scenario import account
-
+    def account(self, name: str) -> DemoAccount:
         a = account(name)
         if a is None:
-            raise DemoError(f"no demo account {name!r}: one of "
-                            f"{', '.join(x.name for x in ACCOUNTS)}")
+            raise DemoError(
+                f"no demo account {name!r}: one of {', '.join(x.name for x in ACCOUNTS)}"
+            )
         return a
 
     # ---------------------------------------------------------------- modes
@@ -137,8 +173,10 @@ class _Demo:
             loop.call_soon_threadsafe(lines.put_nowait, None)
 
         threading.Thread(target=read, daemon=True, name="demo-stdin").start()
-        say("commands: break NAME | fix NAME | recheck NAME | status | quit   "
-            f"(names: {', '.join(a.name for a in ACCOUNTS)})")
+        say(
+            "commands: break NAME | fix NAME | recheck NAME | status | quit   "
+            f"(names: {', '.join(a.name for a in ACCOUNTS)})"
+        )
         while (line := await lines.get()) is not None:
             words = line.split()
             if not words:
@@ -185,8 +223,11 @@ class _Demo:
         for c in results:
             say(f"  [{'ok' if c.ok else 'FAILED'}] {c.what}")
         ok = all(c.ok for c in results)
-        say("the lifecycle happened as expected" if ok else
-            f"some checks failed; the agent's log: {self.env.daemon_log}")
+        say(
+            "the lifecycle happened as expected"
+            if ok
+            else f"some checks failed; the agent's log: {self.env.daemon_log}"
+        )
         return EXIT_OK if ok else EXIT_FAILED
 
     async def _after(self, seconds: float) -> None:
@@ -196,7 +237,7 @@ class _Demo:
         self.done.set()
 
     async def _daemon_alive(self) -> None:
-        while self.env.daemon_exited() is None:
+        while self.env.daemon_exited() is None:  # noqa: ASYNC110 - polling a child process
             await asyncio.sleep(0.5)
         self.done.set()
 
@@ -205,17 +246,21 @@ class _Demo:
         d = self.env.daemon.base
         t = self.env.timing
         say(f"syncwatch demo: speed {self.env.speed:g}x, folder {self.env.dir}")
-        say(f"  agent settings: interval {t.interval:g}s, confirm_interval "
+        say(
+            f"  agent settings: interval {t.interval:g}s, confirm_interval "
             f"{t.confirm_interval:g}s, transient_grace {t.transient_grace:g}s, "
-            f"notify.coalesce {t.coalesce:g}s")
+            f"notify.coalesce {t.coalesce:g}s"
+        )
         say(f"  demo portal page:   {web_base}/portal/?owner=u-alice")
         say(f"  emails caught:      {web_base}/demo/emails  (JSON: {web_base}/demo/emails.json)")
         say(f"  all account status: {web_base}/demo/status")
         for a in ACCOUNTS:
             say(f"  status {a.id:10}  {web_base}/demo/status/{a.id}   ({a.story})")
         say(f"  metrics:            {d}/metrics")
-        say(f"  banner API:         curl -H \"Authorization: Bearer $(cat "
-            f"{self.env.token_file})\" {d}/api/v1/users/u-alice/banner")
+        say(
+            f'  banner API:         curl -H "Authorization: Bearer $(cat '
+            f'{self.env.token_file})" {d}/api/v1/users/u-alice/banner'
+        )
         say(f"  agent log:          {self.env.daemon_log}")
         if self.duration is not None:
             say(f"  ends after {self.duration:g}s; Ctrl-C stops it earlier")
@@ -223,8 +268,9 @@ class _Demo:
             say("  Ctrl-C or `quit` stops it")
 
 
-async def _main(port: int, interactive: bool, speed: float, duration: float | None,
-                keep: bool) -> int:
+async def _main(
+    port: int, interactive: bool, speed: float, duration: float | None, keep: bool
+) -> int:
     loop = asyncio.get_running_loop()
     dir = Path(tempfile.mkdtemp(prefix="syncwatch-demo-"))
     env = DemoEnv(dir, speed=speed, portal_base=f"http://127.0.0.1:{port}")
@@ -239,8 +285,10 @@ async def _main(port: int, interactive: bool, speed: float, duration: float | No
         except OSError as e:
             say(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; try --port 0")
             return 2
-        say("starting Dovecot (IMAP, submission), Radicale (CalDAV), an SMTP sink and "
-            "the agent (syncwatch run) ...")
+        say(
+            "starting Dovecot (IMAP, submission), Radicale (CalDAV), an SMTP sink and "
+            "the agent (syncwatch run) ..."
+        )
         start = asyncio.create_task(env.start())
         stopped = asyncio.create_task(demo.done.wait())
         await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)

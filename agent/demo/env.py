@@ -28,7 +28,7 @@ import aiohttp
 import yaml
 from multidict import CIMultiDict
 
-from agent.demo.scenario import ACCOUNTS, DemoAccount, Fault, Timing, daemon_config
+from agent.demo.scenario import ACCOUNTS, DemoAccount, Fault, Timing, account, daemon_config
 from agent.localservers.dovecot import Dovecot
 from agent.localservers.pki import make_local_pki
 from agent.localservers.radicale import Radicale
@@ -145,7 +145,9 @@ class DemoEnv:
         self.timing = Timing.for_speed(speed)
         self.portal_base = portal_base
         self.daemon_port = free_port()
-        self.daemon = DaemonClient(f"http://127.0.0.1:{self.daemon_port}", secrets.token_urlsafe(24))
+        self.daemon = DaemonClient(
+            f"http://127.0.0.1:{self.daemon_port}", secrets.token_urlsafe(24)
+        )
         self.token_file = dir / "api-token"
         self.config_path = dir / "agent.yaml"
         self.daemon_log = dir / "daemon.log"
@@ -195,12 +197,20 @@ class DemoEnv:
         self.config_path.chmod(0o600)
         await self._start_daemon()
 
-    async def _start_daemon(self, timeout: float = 30.0) -> None:
+    async def _start_daemon(self, wait: float = 30.0) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.daemon_log.open("ab") as out:
-            self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed argv
-                [sys.executable, "-m", "agent", "--log-level", "info", "run",
-                 "--config", str(self.config_path)],
+            self._proc = subprocess.Popen(  # noqa: S603, ASYNC220 - our interpreter; returns at once
+                [
+                    sys.executable,
+                    "-m",
+                    "agent",
+                    "--log-level",
+                    "info",
+                    "run",
+                    "--config",
+                    str(self.config_path),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -209,15 +219,17 @@ class DemoEnv:
                 # the daemon in order (SIGTERM, wait) instead of both racing
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise DemoError(f"the daemon exited ({self._proc.returncode}); see {self.daemon_log}")
+                raise DemoError(
+                    f"the daemon exited ({self._proc.returncode}); see {self.daemon_log}"
+                )
             status, _, _ = await self.daemon.get("/-/ready")
             if status == 200:
                 return
             await asyncio.sleep(0.1)
-        raise DemoError(f"the daemon was not ready within {timeout:.0f}s; see {self.daemon_log}")
+        raise DemoError(f"the daemon was not ready within {wait:.0f}s; see {self.daemon_log}")
 
     @property
     def daemon_pid(self) -> int | None:
@@ -230,14 +242,13 @@ class DemoEnv:
         """Stop everything started, in reverse order; safe to call twice or after a
         failed start."""
         proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.to_thread(proc.wait, 20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    await asyncio.to_thread(proc.wait, 10)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait, 10)
         await self.daemon.close()
         if self.erin is not None:
             await self.erin.stop()
@@ -256,11 +267,11 @@ class DemoEnv:
         return await self._set(name, broken=False)
 
     async def _set(self, name: str, *, broken: bool) -> DemoAccount:
-        from agent.demo.scenario import account
-
         a = account(name)
         if a is None:
-            raise DemoError(f"no demo account {name!r}: one of {', '.join(x.name for x in ACCOUNTS)}")
+            raise DemoError(
+                f"no demo account {name!r}: one of {', '.join(x.name for x in ACCOUNTS)}"
+            )
         await self._apply(a, broken=broken)
         if a.fault in (Fault.PASSWORD, Fault.NOLOGIN):
             await _next_second()

@@ -51,20 +51,34 @@ class DemoAccount:
 
 ACCOUNTS: tuple[DemoAccount, ...] = (
     DemoAccount(
-        "alice", Fault.PASSWORD, False,
+        "alice",
+        Fault.PASSWORD,
+        False,
         story="healthy; changes her password at the provider at +30s, reconnects at +90s",
     ),
     DemoAccount("bob", Fault.PASSWORD, False, story="healthy all along"),
     DemoAccount(
-        "carol", Fault.READ_ONLY, True, imap=False, smtp=False,
+        "carol",
+        Fault.READ_ONLY,
+        True,
+        imap=False,
+        smtp=False,
         story="her synced calendar is read-only (CalDAV permission_denied)",
     ),
     DemoAccount(
-        "dave", Fault.NOLOGIN, True, smtp=False, caldav=False,
+        "dave",
+        Fault.NOLOGIN,
+        True,
+        smtp=False,
+        caldav=False,
         story="the provider disabled the account (IMAP NO [CONTACTADMIN])",
     ),
     DemoAccount(
-        "erin", Fault.DOWN, True, smtp=False, caldav=False,
+        "erin",
+        Fault.DOWN,
+        True,
+        smtp=False,
+        caldav=False,
         story="her IMAP server is down (connection refused): a warning after the grace",
     ),
 )
@@ -126,12 +140,24 @@ class Step:
 
 
 TIMELINE: tuple[Step, ...] = (
-    Step(30, Action.BREAK, "alice",
-         "alice changes her mailbox password at the provider; the agent still has the old one"),
-    Step(90, Action.FIX, "alice",
-         "alice reconnects in the portal (here: her old password works again)"),
-    Step(90, Action.RECHECK, "alice",
-         "the portal asks the agent to check alice now: POST /api/v1/accounts/acc-alice/recheck"),
+    Step(
+        30,
+        Action.BREAK,
+        "alice",
+        "alice changes her mailbox password at the provider; the agent still has the old one",
+    ),
+    Step(
+        90,
+        Action.FIX,
+        "alice",
+        "alice reconnects in the portal (here: her old password works again)",
+    ),
+    Step(
+        90,
+        Action.RECHECK,
+        "alice",
+        "the portal asks the agent to check alice now: POST /api/v1/accounts/acc-alice/recheck",
+    ),
 )
 TIMELINE_END = 110.0  # the last step and the time the agent needs to show its effect
 
@@ -170,15 +196,25 @@ def checks(seen: Observed) -> list[Check]:
         return cause in seen.banners.get(f"acc-{name}", set())
 
     return [
-        Check("alice: banner 'auth_failed' after her password changed", banner("alice", "auth_failed")),
-        Check("alice: reconnect email caught by the SMTP sink", "alice@example.com" in seen.emailed),
+        Check(
+            "alice: banner 'auth_failed' after her password changed", banner("alice", "auth_failed")
+        ),
+        Check(
+            "alice: reconnect email caught by the SMTP sink", "alice@example.com" in seen.emailed
+        ),
         Check("alice: banner gone after the fix and the recheck", seen.fixed_ok),
         Check("bob: ok all along", seen.states.get("acc-bob", set()) <= {"ok"}),
-        Check("carol: banner 'permission_denied' (read-only calendar)",
-              banner("carol", "permission_denied")),
-        Check("dave: banner 'account_suspended' (CONTACTADMIN)", banner("dave", "account_suspended")),
-        Check("erin: warning banner 'server_unavailable' after the grace",
-              banner("erin", "server_unavailable")),
+        Check(
+            "carol: banner 'permission_denied' (read-only calendar)",
+            banner("carol", "permission_denied"),
+        ),
+        Check(
+            "dave: banner 'account_suspended' (CONTACTADMIN)", banner("dave", "account_suspended")
+        ),
+        Check(
+            "erin: warning banner 'server_unavailable' after the grace",
+            banner("erin", "server_unavailable"),
+        ),
     ]
 
 
@@ -212,13 +248,19 @@ def daemon_config(
         if a.imap:
             port = erin_imap_port if a.fault is Fault.DOWN else imaps_port
             doc["imap"] = {
-                "host": "127.0.0.1", "port": port, "security": "tls",
-                "tls_ca_file": ca_file, **login,
+                "host": "127.0.0.1",
+                "port": port,
+                "security": "tls",
+                "tls_ca_file": ca_file,
+                **login,
             }
         if a.smtp:
             doc["smtp"] = {
-                "host": "127.0.0.1", "port": submission_port, "security": "starttls",
-                "tls_ca_file": ca_file, **login,
+                "host": "127.0.0.1",
+                "port": submission_port,
+                "security": "starttls",
+                "tls_ca_file": ca_file,
+                **login,
             }
         if a.caldav:
             doc["caldav"] = {

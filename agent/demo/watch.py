@@ -53,8 +53,11 @@ class Watcher:
             self.seen.banners.setdefault(account_id, set()).add(str(banner["cause"]))
         if self.expect_fixed == account_id and state == "ok" and not banner:
             self.seen.fixed_ok = True
-        key = (state, tuple((s["service"], s["state"], s["cause"]) for s in doc["services"]),
-               banner and (banner["cause"], banner["severity"]))
+        key = (
+            state,
+            tuple((s["service"], s["state"], s["cause"]) for s in doc["services"]),
+            banner and (banner["cause"], banner["severity"]),
+        )
         if self.last.get(account_id) != key:
             before = self.last.get(account_id)
             self.last[account_id] = key
@@ -67,7 +70,7 @@ class Watcher:
             if code == 200:
                 self.record(a.id, json.loads(body))
         with self.env.sink.lock:
-            new = self.env.sink.messages[self.emails:]
+            new = self.env.sink.messages[self.emails :]
             self.emails += len(new)
         for m in new:
             to = str(m["To"] or "")

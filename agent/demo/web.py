@@ -46,8 +46,9 @@ def _forward(status: int, headers: Mapping[str, str], body: bytes) -> web.Respon
 def _owner(request: web.Request) -> str:
     owner = request.query.get("owner", "")
     if not any(a.owner_id == owner for a in ACCOUNTS):
-        raise web.HTTPNotFound(text=json.dumps({"error": "unknown owner"}),
-                               content_type="application/json")
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "unknown owner"}), content_type="application/json"
+        )
     return owner
 
 
@@ -71,8 +72,10 @@ async def recheck(request: web.Request) -> web.Response:
 
 async def owners(_: web.Request) -> web.Response:
     return web.json_response(
-        [{"owner": a.owner_id, "name": a.name.title(), "account": a.id, "story": a.story}
-         for a in ACCOUNTS]
+        [
+            {"owner": a.owner_id, "name": a.name.title(), "account": a.id, "story": a.story}
+            for a in ACCOUNTS
+        ]
     )
 
 
@@ -96,8 +99,13 @@ def email_docs(env: DemoEnv) -> list[dict[str, str]]:
     with env.sink.lock:
         msgs = list(env.sink.messages)
     return [
-        {"to": str(m["To"] or ""), "from": str(m["From"] or ""), "subject": str(m["Subject"] or ""),
-         "date": str(m["Date"] or ""), "text": _text(m)}
+        {
+            "to": str(m["To"] or ""),
+            "from": str(m["From"] or ""),
+            "subject": str(m["Subject"] or ""),
+            "date": str(m["Date"] or ""),
+            "text": _text(m),
+        }
         for m in msgs
     ]
 
@@ -108,12 +116,15 @@ async def emails_json(request: web.Request) -> web.Response:
 
 async def emails_page(request: web.Request) -> web.Response:
     docs = email_docs(request.app[ENV_KEY])
-    items = "".join(
-        f"<article><h2>{html.escape(d['subject'])}</h2>"
-        f"<p class=meta>To {html.escape(d['to'])} &middot; {html.escape(d['date'])}</p>"
-        f"<pre>{html.escape(d['text'])}</pre></article>"
-        for d in reversed(docs)
-    ) or "<p>No email yet. The SMTP sink shows here what the agent sends to owners.</p>"
+    items = (
+        "".join(
+            f"<article><h2>{html.escape(d['subject'])}</h2>"
+            f"<p class=meta>To {html.escape(d['to'])} &middot; {html.escape(d['date'])}</p>"
+            f"<pre>{html.escape(d['text'])}</pre></article>"
+            for d in reversed(docs)
+        )
+        or "<p>No email yet. The SMTP sink shows here what the agent sends to owners.</p>"
+    )
     page = (
         "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=5>"
         "<title>syncwatch demo: emails</title><style>body{font:15px system-ui;max-width:50em;"
