@@ -1,6 +1,7 @@
 """Owner notifications end to end: `syncwatch run` as a subprocess, real Dovecot, a real
 SMTP sink as the relay. Password changes, restarts, recovery, a relay outage, a burst and
 bad notify config, each checked by what arrives at the sink and what the store lists.
+The last test drives the Notifier in process (injected clock) for the lease rule.
 """
 
 from __future__ import annotations
