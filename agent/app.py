@@ -29,7 +29,7 @@ from agent.metrics import Metrics
 from agent.model import ProbeResult, Service, ServiceHealth, State
 from agent.monitor import Monitor
 from agent.net import Resolver, SystemResolver
-from agent.notify.render import resolve_templates_dir, validate
+from agent.notify.render import config_problems
 from agent.notify.service import Notifier
 from agent.probes import probe_service
 from agent.probes.oauth import OAuthTokens
@@ -53,12 +53,7 @@ def notify_tick(config: Config) -> float:
 
 def notify_problems(config: Config) -> list[str]:
     """What `syncwatch run` refuses to start with in the notify settings and templates."""
-    return validate(
-        config.notify,
-        resolve_templates_dir(config.notify, config.path),
-        portal=config.portal,
-        owners=config.owners,
-    )
+    return config_problems(config)
 
 
 class StoreTokens:

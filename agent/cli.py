@@ -182,14 +182,24 @@ def config_option(fn: F) -> F:
     )(fn)
 
 
-def load_config_or_exit(path: Path) -> Config:
-    """Load the config; on error print its one line to stderr and exit 2."""
+def load_config_or_exit(path: Path, *, notify: bool = True) -> Config:
+    """Load the config; on error print its one line to stderr and exit 2. With `notify`,
+    the notification settings and templates are checked too (an invalid template is a
+    config error at start, not a failure at 3 a.m.)."""
     try:
         config = load_config(path)
     except ConfigError as e:
         click.echo(str(e), err=True)
         raise SystemExit(EXIT_USAGE) from None
     redact_in_logs(config_secrets(config))
+    if notify:
+        from agent.notify.render import config_problems
+
+        problems = config_problems(config)
+        for problem in problems:
+            click.echo(f"{path}: {problem}", err=True)
+        if problems:
+            raise SystemExit(EXIT_USAGE)
     return config
 
 
@@ -209,7 +219,7 @@ def _plural(n: int, word: str) -> str:
 @config_option
 def check_config(config_path: Path) -> None:
     """Validate the config and exit: 0 when it is valid, 2 with the error otherwise."""
-    config = load_config_or_exit(config_path)
+    config = load_config_or_exit(config_path, notify=True)
     owners = {a.owner.id for a in config.accounts} | set(config.owners)
     if config.inventory_http is not None:
         what = f"accounts from the HTTP inventory {config.inventory_http.url}"
@@ -240,7 +250,7 @@ def probe(
 
     Exit 0 when every probed service works, 1 when one fails, 2 on a config or usage error.
     """
-    config = load_config_or_exit(config_path)
+    config = load_config_or_exit(config_path, notify=False)
     account = config.account(account_id) or _from_inventory(config, account_id)
     if account is None:
         raise _usage_error(f"{config_path}: account {account_id}: not found")

@@ -34,7 +34,7 @@ from agent.monitor import HealthListener
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # No `*_created` series: they double the counters and no rule or dashboard reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PROBE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -131,48 +131,63 @@ class Metrics(HealthListener):
         self.accounts_series = AccountSeries(per_account)
         self._fleet: Tally[tuple[str, str, str, str]] = Tally()
         self.probes = Counter(
-            "syncwatch_probes", "Probes run, by result (success or cause).",
-            ["service", "provider", "result"], registry=r,
+            "syncwatch_probes",
+            "Probes run, by result (success or cause).",
+            ["service", "provider", "result"],
+            registry=r,
         )
         self.probe_duration = Histogram(
-            "syncwatch_probe_duration_seconds", "How long probes take.",
-            ["service", "provider"], buckets=PROBE_BUCKETS, registry=r,
+            "syncwatch_probe_duration_seconds",
+            "How long probes take.",
+            ["service", "provider"],
+            buckets=PROBE_BUCKETS,
+            registry=r,
         )
         self.transitions = Counter(
-            "syncwatch_state_transitions", "State changes of account services.",
-            ["service", "provider", "from", "to", "cause"], registry=r,
+            "syncwatch_state_transitions",
+            "State changes of account services.",
+            ["service", "provider", "from", "to", "cause"],
+            registry=r,
         )
         self.rechecks = Counter(
-            "syncwatch_rechecks", "Rechecks asked by the portal, by result.", ["result"],
+            "syncwatch_rechecks",
+            "Rechecks asked by the portal, by result.",
+            ["result"],
             registry=r,
         )
         self.schedule_lag = Histogram(
-            "syncwatch_schedule_lag_seconds", "How late probes start against their due time.",
-            buckets=LAG_BUCKETS, registry=r,
+            "syncwatch_schedule_lag_seconds",
+            "How late probes start against their due time.",
+            buckets=LAG_BUCKETS,
+            registry=r,
         )
         self.in_flight = Gauge("syncwatch_probes_in_flight", "Probes running now.", registry=r)
         self.scheduler_last_run = Gauge(
             "syncwatch_scheduler_last_run_timestamp_seconds",
-            "When the scheduler loop last ran.", registry=r,
+            "When the scheduler loop last ran.",
+            registry=r,
         )
         self.inventory_accounts = Gauge(
             "syncwatch_inventory_accounts", "Accounts in the inventory.", registry=r
         )
         self.inventory_last_sync = Gauge(
             "syncwatch_inventory_last_sync_success_timestamp_seconds",
-            "When the inventory was last read successfully.", registry=r,
+            "When the inventory was last read successfully.",
+            registry=r,
         )
         self.inventory_errors = Counter(
             "syncwatch_inventory_sync_errors", "Failed reads of the inventory.", registry=r
         )
         self.reload_ok = Gauge(
             "syncwatch_config_last_reload_successful",
-            "1 if the last configuration reload worked.", registry=r,
+            "1 if the last configuration reload worked.",
+            registry=r,
         )
         self.reload_ok.set(1)
         self.reload_time = Gauge(
             "syncwatch_config_last_reload_success_timestamp_seconds",
-            "When the configuration was last loaded successfully.", registry=r,
+            "When the configuration was last loaded successfully.",
+            registry=r,
         )
         self.reload_time.set(time.time())
         build = Gauge(
@@ -180,8 +195,10 @@ class Metrics(HealthListener):
         )
         build.labels(__version__, platform.python_version()).set(1)
         self.notifications = Counter(
-            "syncwatch_notifications", "Notifications, by kind and result.",
-            ["kind", "result"], registry=r,
+            "syncwatch_notifications",
+            "Notifications, by kind and result.",
+            ["kind", "result"],
+            registry=r,
         )
         for kind in ("first", "reminder", "recovery", "transient", "sre", "burst"):
             for result in ("sent", "failed", "gave_up", "cancelled"):
@@ -193,7 +210,8 @@ class Metrics(HealthListener):
         )
         self.outbox_oldest = Gauge(
             "syncwatch_outbox_oldest_pending_age_seconds",
-            "Age of the oldest notification waiting to be sent (0 when none).", registry=r,
+            "Age of the oldest notification waiting to be sent (0 when none).",
+            registry=r,
         )
         self.breakers_open: Callable[[], int] = lambda: 0
         self.burst_providers: Callable[[], Iterable[str]] = lambda: ()

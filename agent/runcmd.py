@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from agent.cli import config_option, load_config_or_exit
-from agent.notify.render import resolve_templates_dir, validate
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +22,6 @@ def run_command(config_path: Path) -> None:
     POST /-/reload) reloads the config, keeping the running one if the new one is bad.
     """
     config = load_config_or_exit(config_path)
-    errors = validate(
-        config.notify,
-        resolve_templates_dir(config.notify, config.path),
-        portal=config.portal,
-        owners=config.owners,
-    )
-    if errors:
-        for e in errors:
-            click.echo(f"{config_path}: {e}", err=True)
-        raise SystemExit(2)
     from agent.app import serve
 
     raise SystemExit(asyncio.run(serve(config_path, config=config)))

@@ -411,7 +411,6 @@ def test_broken_template_stops_run(tmp_path: Path) -> None:
     assert "first.txt" in out.stderr
 
 
-@pytest.mark.xfail(reason="check-config does not call agent.notify.render.validate yet")
 def test_broken_template_stops_check_config(tmp_path: Path) -> None:
     templates = tmp_path / "templates-broken"
     templates.mkdir()

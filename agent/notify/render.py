@@ -21,7 +21,14 @@ from urllib.parse import quote
 import jinja2
 
 from agent import wording
-from agent.config.types import Account, NotifySettings, Owner, OwnerSettings, PortalSettings
+from agent.config.types import (
+    Account,
+    Config,
+    NotifySettings,
+    Owner,
+    OwnerSettings,
+    PortalSettings,
+)
 from agent.model import Cause, Service
 from agent.notify.planner import Broken, Intent, Kind
 from agent.notify.transport import url_secrets
@@ -213,3 +220,14 @@ __all__: Sequence[str] = (
     "resolve_templates_dir",
     "validate",
 )
+
+
+def config_problems(config: Config) -> list[str]:
+    """What is wrong with a loaded config's notify settings and templates (empty: nothing).
+    `check-config`, `run` and a reload all refuse a config with problems."""
+    return validate(
+        config.notify,
+        resolve_templates_dir(config.notify, config.path),
+        portal=config.portal,
+        owners=config.owners,
+    )
