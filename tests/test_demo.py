@@ -150,6 +150,11 @@ class Demo:
             raise AssertionError("the demo did not exit:\n" + self.text) from None
 
     def kill(self) -> None:
+        """Stop it as a user would (SIGTERM: it cleans up); SIGKILL the tree if that fails."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(30)
         if self.proc.poll() is None:
             for pid in descendants(self.proc.pid):
                 with contextlib.suppress(OSError):
@@ -198,6 +203,13 @@ def test_scripted_demo_shows_the_lifecycle_and_exits_0_leaving_no_process(
     status, _, page = demo.get("/portal/?owner=u-alice")
     assert status == 200 and b"syncwatch-banner.js" in page
 
+    demo.wait_line(r"email to alice@example\.com")
+    status, _, body = demo.get("/demo/emails.json")
+    assert status == 200
+    assert any(m["to"] == "alice@example.com" for m in json.loads(body))
+    status, _, page = demo.get("/demo/emails")
+    assert status == 200 and b"alice@example.com" in page
+
     rc = demo.wait(90)
     out = demo.text
     assert rc == 0, out
@@ -213,19 +225,24 @@ def test_scripted_demo_shows_the_lifecycle_and_exits_0_leaving_no_process(
     assert alive(procs) == {}
 
 
-def test_sigint_in_the_middle_stops_everything(demo_factory: list[Demo]) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_in_the_middle_stops_everything(
+    demo_factory: list[Demo], sig: signal.Signals
+) -> None:
     demo = Demo("--speed", "10", "--duration", "120")
     demo_factory.append(demo)
     demo.wait_line(r"ends after")
+    folder = Path(demo.wait_line(r"folder (\S+)").group(1))
     demo.wait_line(r"acc-carol .*-> disconnected")
     procs = descendants(demo.proc.pid)
     assert len(procs) >= 3, procs
-    demo.proc.send_signal(signal.SIGINT)
+    demo.proc.send_signal(sig)
     rc = demo.wait(40)
-    assert rc == 128 + signal.SIGINT, demo.text
-    assert "SIGINT: stopping the demo" in demo.text
+    assert rc == 128 + sig, demo.text
+    assert f"{sig.name}: stopping the demo" in demo.text
     assert "demo stopped" in demo.text
     assert alive(procs) == {}
+    assert not folder.exists()
 
 
 def test_interactive_break_fix_recheck_and_quit(demo_factory: list[Demo]) -> None:
