@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from agent.config.types import Account
+from agent.config.types import Account, CalDavServer, MailServer
 from agent.model import ProbeResult, Service
 from agent.monitor import Monitor
 from agent.timing import next_probe_at, phase
@@ -91,26 +91,12 @@ class Scheduler:
         return account.interval or self.interval
 
     def plan(self, account: Account, *, now_: bool = False) -> None:
-        """(Re)compute when each service of the account is next probed."""
-        now = self._clock()
-        interval = self._interval_of(account)
-        healths = self.monitor.healths(account.id)
+        """(Re)compute when each service of the account is next probed; `now_`: at once."""
         for service, server in account.services().items():
             if now_:
-                at = now
+                self._push(Due(self._clock(), next(self._seq), account.id, service, _host(server)))
             else:
-                ph = phase(account.id, service, interval) if self.jitter else 0.0
-                at = next_probe_at(
-                    healths.get(service),
-                    interval=interval,
-                    now=now,
-                    policy=self.monitor.policy,
-                    phase=ph,
-                )
-                blocked = self.monitor.breaker_until(account, service, now)
-                if blocked is not None:
-                    at = max(at, blocked)
-            self._push(Due(at, next(self._seq), account.id, service, server.host.lower()))
+                self._replan_one(account, service)
         self._wake.set()
 
     def forget(self, account_id: str) -> None:
@@ -228,7 +214,7 @@ class Scheduler:
         blocked = self.monitor.breaker_until(account, service, now)
         if blocked is not None:
             at = max(at, blocked)
-        self._push(Due(at, next(self._seq), account.id, service, server.host.lower()))
+        self._push(Due(at, next(self._seq), account.id, service, _host(server)))
 
     # --- recheck ----------------------------------------------------------------------
     async def probe_now(self, account: Account) -> list[ProbeResult]:
@@ -269,3 +255,7 @@ class Scheduler:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for t in pending:
                 t.cancel()
+
+
+def _host(server: MailServer | CalDavServer) -> str:
+    return server.host.lower()
