@@ -33,15 +33,19 @@ def _run_section(name: str, quick: bool, out: Path) -> None:
 def _git_head() -> str:
     try:
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
             check=False,
         ).stdout.strip()
     except OSError:
         return "?"
 
 
-def _markdown(figures: list[Figure], command: str, started: str, took: float, load: str,
-              notes: dict[str, str]) -> str:
+def _markdown(
+    figures: list[Figure], command: str, started: str, took: float, load: str, notes: dict[str, str]
+) -> str:
     missed = [f for f in figures if f.met is False]
     lines = [
         "# Benchmarks",
@@ -92,8 +96,10 @@ def main() -> int:
     docs = a.docs
     if docs is None and not a.quick and not a.only:
         docs = ROOT / "docs"
-    command = "python -m bench" + (" --quick" if a.quick else "") + (
-        f" --only {a.only}" if a.only else ""
+    command = (
+        "python -m bench"
+        + (" --quick" if a.quick else "")
+        + (f" --only {a.only}" if a.only else "")
     )
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = loadavg()
@@ -129,15 +135,14 @@ def main() -> int:
     if docs is not None:
         docs.mkdir(parents=True, exist_ok=True)
         write_json(docs / "benchmarks.json", figures)
-        (docs / "benchmarks.md").write_text(
-            _markdown(figures, command, started, took, load, notes)
-        )
+        (docs / "benchmarks.md").write_text(_markdown(figures, command, started, took, load, notes))
         print(f"wrote {docs / 'benchmarks.md'} and {docs / 'benchmarks.json'}")
     if failed:
         print(f"failed sections: {', '.join(failed)}")
         return 1
-    print(json.dumps({"figures": len(figures), "missed": [f.name for f in figures
-                                                         if f.met is False]}))
+    print(
+        json.dumps({"figures": len(figures), "missed": [f.name for f in figures if f.met is False]})
+    )
     return 0
 
 

@@ -34,8 +34,9 @@ TARGET = 2.0
 
 
 def _post(url: str) -> tuple[float, dict[str, object]]:
-    req = urllib.request.Request(url, method="POST",
-                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    req = urllib.request.Request(  # noqa: S310 (loopback)
+        url, method="POST", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     t0 = time.perf_counter()
     with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 (loopback)
         body = r.read()
@@ -63,8 +64,9 @@ async def _main(quick: bool) -> list[Figure]:
 
     base = workdir("recheck")
     pki = make_pki(base / "pki")
-    dv = Dovecot(base / "dovecot", pki.good.cert, pki.good.key, submission=False,
-                 reuse_processes=True)
+    dv = Dovecot(
+        base / "dovecot", pki.good.cert, pki.good.key, submission=False, reuse_processes=True
+    )
     n = 20
     dv.add_many_users(n, "user", PASSWORD)
     dv.start()
@@ -77,9 +79,14 @@ async def _main(quick: bool) -> list[Figure]:
     status = lambda: app.account_status(target.id) or {}  # noqa: E731
     try:
         await app.start()
-        await _wait(lambda: status().get("services") and all(
-            s.get("last_probe_at") or s.get("checked_at") for s in status()["services"]
-        ) and status()["state"] == "ok", 30)
+        await _wait(
+            lambda: (
+                status().get("services")
+                and all(s.get("last_probe_at") or s.get("checked_at") for s in status()["services"])
+                and status()["state"] == "ok"
+            ),
+            30,
+        )
         dv.set_password("user0", "changed-at-the-provider")
         detect_short = await _wait(lambda: status().get("banner") is not None, 60)
         failed = await probe_service(target, Service.IMAP, resolver=SystemResolver())
@@ -101,9 +108,13 @@ async def _main(quick: bool) -> list[Figure]:
     finally:
         await app.stop()
         dv.stop()
-    print(f"  recheck: took {took:.3f}s gone={gone} waited {waited:.2f}s for the passwd "
-          f"second; detection with interval 4s/confirm 1s: {detect_short:.2f}s; bare probe "
-          f"{sorted(bare)}; failure {failed.failure}", file=sys.stderr, flush=True)
+    print(
+        f"  recheck: took {took:.3f}s gone={gone} waited {waited:.2f}s for the passwd "
+        f"second; detection with interval 4s/confirm 1s: {detect_short:.2f}s; bare probe "
+        f"{sorted(bare)}; failure {failed.failure}",
+        file=sys.stderr,
+        flush=True,
+    )
 
     mean, worst = _detection_default(target, failed)
     big = 1_000 if quick else 10_000
@@ -111,23 +122,55 @@ async def _main(quick: bool) -> list[Figure]:
     reread_big = await _reread(base / "big", big)
     d = ScheduleSettings()
     return [
-        Figure(SECTION, "recheck: POST to response without the banner", took, "s",
-               "one bare IMAP probe of the account", sorted(bare)[1], "<= 2 s",
-               took <= TARGET and gone,
-               note=("banner gone in the response" if gone else "BANNER STILL SHOWN")
-               + f"; waited {waited:.2f}s first for Dovecot's once-a-second passwd re-read"),
-        Figure(SECTION, f"recheck's inventory re-read, {big:,} accounts in the YAML file",
-               reread_big, "s", f"the same with {n} accounts", reread_small, "<= 2 s",
-               reread_big <= TARGET,
-               note="YamlInventory.fetch re-parses the whole file on every recheck"),
-        Figure(SECTION, "detection, default settings, mean", mean, "s",
-               "schedule.interval (default)", d.interval,
-               note=f"confirm_interval {d.confirm_interval:g}s; computed, see notes"),
-        Figure(SECTION, "detection, default settings, worst case", worst, "s",
-               "schedule.interval (default)", d.interval),
-        Figure(SECTION, "detection, measured, interval 4 s, confirm 1 s", detect_short, "s",
-               "schedule.interval of that run", short.interval,
-               note="real daemon, real Dovecot: password change to banner"),
+        Figure(
+            SECTION,
+            "recheck: POST to response without the banner",
+            took,
+            "s",
+            "one bare IMAP probe of the account",
+            sorted(bare)[1],
+            "<= 2 s",
+            took <= TARGET and gone,
+            note=("banner gone in the response" if gone else "BANNER STILL SHOWN")
+            + f"; waited {waited:.2f}s first for Dovecot's once-a-second passwd re-read",
+        ),
+        Figure(
+            SECTION,
+            f"recheck's inventory re-read, {big:,} accounts in the YAML file",
+            reread_big,
+            "s",
+            f"the same with {n} accounts",
+            reread_small,
+            "<= 2 s",
+            reread_big <= TARGET,
+            note="YamlInventory.fetch re-parses the whole file on every recheck",
+        ),
+        Figure(
+            SECTION,
+            "detection, default settings, mean",
+            mean,
+            "s",
+            "schedule.interval (default)",
+            d.interval,
+            note=f"confirm_interval {d.confirm_interval:g}s; computed, see notes",
+        ),
+        Figure(
+            SECTION,
+            "detection, default settings, worst case",
+            worst,
+            "s",
+            "schedule.interval (default)",
+            d.interval,
+        ),
+        Figure(
+            SECTION,
+            "detection, measured, interval 4 s, confirm 1 s",
+            detect_short,
+            "s",
+            "schedule.interval of that run",
+            short.interval,
+            note="real daemon, real Dovecot: password change to banner",
+        ),
     ]
 
 
@@ -140,8 +183,14 @@ def _write_config(dir: Path, n: int, port: int, imaps: int, ca: Path) -> Path:
             "id": f"acc-{i:07d}",
             "owner": {"id": f"owner-{i // 2:07d}", "email": f"owner{i // 2}@example.com"},
             "provider": f"provider{i % 5}",
-            "imap": {"host": "127.0.0.1", "port": imaps, "security": "tls",
-                     "username": f"user{i}", "password": PASSWORD, "tls_ca_file": str(ca)},
+            "imap": {
+                "host": "127.0.0.1",
+                "port": imaps,
+                "security": "tls",
+                "username": f"user{i}",
+                "password": PASSWORD,
+                "tls_ca_file": str(ca),
+            },
         }
         for i in range(n)
     ]
@@ -182,9 +231,14 @@ def _detection_default(account: object, failed: object) -> tuple[float, float]:
     policy = Policy.from_settings(s)
     ph = phase(failed.account_id, Service.IMAP, s.interval)
     t_last = ph + 1000 * s.interval
-    ok = ServiceHealth(failed.account_id, Service.IMAP, state=State.OK,
-                       last_probe_at=t_last, last_success_at=t_last,
-                       credential=failed.credential)
+    ok = ServiceHealth(
+        failed.account_id,
+        Service.IMAP,
+        state=State.OK,
+        last_probe_at=t_last,
+        last_success_at=t_last,
+        credential=failed.credential,
+    )
     times = []
     for i in range(100):
         t_change = t_last + (i + 0.5) / 100 * s.interval

@@ -150,15 +150,26 @@ async def _child(n: int, window: float, base_window: float) -> dict[str, object]
 
 
 def run(quick: bool) -> list[Figure]:
-    sizes = [(1_000, 3.0, 2.0), (5_000, 3.0, 2.0)] if quick else [
-        (10_000, 45.0, 15.0),
-        (100_000, 90.0, 15.0),
-    ]
+    sizes = (
+        [(1_000, 3.0, 2.0), (5_000, 3.0, 2.0)]
+        if quick
+        else [
+            (10_000, 40.0, 10.0),
+            (100_000, 75.0, 10.0),
+        ]
+    )
     figures: list[Figure] = []
     for n, window, base_window in sizes:
         r = run_child(
-            ["bench.scale", "--child", str(n), "--window", str(window),
-             "--base-window", str(base_window)],
+            [
+                "bench.scale",
+                "--child",
+                str(n),
+                "--window",
+                str(window),
+                "--base-window",
+                str(base_window),
+            ],
             timeout=window + base_window + 400,
         )
         print(f"  scale n={n}: {json.dumps(r)}", file=sys.stderr, flush=True)
@@ -169,25 +180,64 @@ def run(quick: bool) -> list[Figure]:
         )
         f = {k: float(v) for k, v in r.items() if isinstance(v, int | float)}
         figures += [
-            Figure(SECTION, f"RSS per account after start, {label}", f["rss_started"], "B",
-                   "inventory alone (Account objects)", f["rss_inventory"],
-                   "<= 3072 B", f["rss_started"] <= RSS_TARGET),
-            Figure(SECTION, f"RSS per account, all services probed, {label}", f["rss_steady"],
-                   "B", "inventory alone (Account objects)", f["rss_inventory"],
-                   "<= 3072 B", f["rss_steady"] <= RSS_TARGET,
-                   note="every per-account metric series and health row present"),
-            Figure(SECTION, f"start-up time, {label}", f["t_start"], "s",
-                   "building the Account objects", f["t_build"]),
-            Figure(SECTION, f"schedule lag p50, {label}", f["lag_p50"], "s",
-                   "bare asyncio call_at timers, same due times", f["base_p50"], note=note),
-            Figure(SECTION, f"schedule lag p99, {label}", f["lag_p99"], "s",
-                   "bare asyncio call_at timers, same due times", f["base_p99"],
-                   "<= 1 s", f["lag_p99"] <= LAG_TARGET,
-                   note=f"max {f['lag_max']:.3f}s; longest loop stall {f['stall_max']:.3f}s"),
-            Figure(SECTION, f"CPU per scheduled probe (instant probe), {label}",
-                   f["cpu_per_probe"] * 1e6, "us",
-                   "bare call_at timer callback", f["base_cpu"] * 1e6,
-                   note="scheduler + state machine + store write + metrics, per probe"),
+            Figure(
+                SECTION,
+                f"RSS per account after start, {label}",
+                f["rss_started"],
+                "B",
+                "inventory alone (Account objects)",
+                f["rss_inventory"],
+                "<= 3072 B",
+                f["rss_started"] <= RSS_TARGET,
+            ),
+            Figure(
+                SECTION,
+                f"RSS per account, all services probed, {label}",
+                f["rss_steady"],
+                "B",
+                "inventory alone (Account objects)",
+                f["rss_inventory"],
+                "<= 3072 B",
+                f["rss_steady"] <= RSS_TARGET,
+                note="every per-account metric series and health row present",
+            ),
+            Figure(
+                SECTION,
+                f"start-up time, {label}",
+                f["t_start"],
+                "s",
+                "building the Account objects",
+                f["t_build"],
+            ),
+            Figure(
+                SECTION,
+                f"schedule lag p50, {label}",
+                f["lag_p50"],
+                "s",
+                "bare asyncio call_at timers, same due times",
+                f["base_p50"],
+                note=note,
+            ),
+            Figure(
+                SECTION,
+                f"schedule lag p99, {label}",
+                f["lag_p99"],
+                "s",
+                "bare asyncio call_at timers, same due times",
+                f["base_p99"],
+                "<= 1 s",
+                f["lag_p99"] <= LAG_TARGET,
+                note=f"max {f['lag_max']:.3f}s; longest loop stall {f['stall_max']:.3f}s",
+            ),
+            Figure(
+                SECTION,
+                f"CPU per scheduled probe (instant probe), {label}",
+                f["cpu_per_probe"] * 1e6,
+                "us",
+                "bare call_at timer callback",
+                f["base_cpu"] * 1e6,
+                note="scheduler + state machine + store write + metrics, per probe",
+            ),
         ]
     return figures
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -45,10 +46,8 @@ def tree_cpu_seconds(root: int) -> float:
     """CPU seconds of a process and all its live descendants (e.g. Dovecot's workers)."""
     total = 0.0
     for pid in _descendants(root) | {root}:
-        try:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             total += cpu_seconds(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
     return total
 
 
@@ -78,7 +77,7 @@ def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100 * len(s) + 0.5)) - 1))
+    k = max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))
     return s[k]
 
 
@@ -147,7 +146,7 @@ def config_for(
     listen: str,
     schedule: ScheduleSettings | None = None,
     per_account: str = "all",
-    api_token: str | None = "bench-api-token-0123456789",
+    api_token: str | None = "bench-api-token-0123456789",  # noqa: S107
 ) -> Config:
     from agent.config.types import ApiSettings, HttpSettings
 
