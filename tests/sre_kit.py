@@ -112,7 +112,7 @@ class Selector:
 
 
 def rule_files() -> list[Path]:
-    return sorted(ALERTS_DIR.glob("*.yml")) + sorted(ALERTS_DIR.glob("*.yaml"))
+    return sorted(ALERTS_DIR.glob("*.rules.yml"))  # alertmanager.example.yml is no rule file
 
 
 def rule_test_files() -> list[Path]:
