@@ -66,7 +66,7 @@ def action_needed(cause: Cause | None) -> bool:
     return cause is not None and cause in USER_ACTION_CAUSES
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Evidence:
     """What a server (or the network) said, as raw as the probe saw it.
 
@@ -87,7 +87,7 @@ class Evidence:
     exception: str | None = None  # "TypeName: message" of the exception caught, if any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Failure:
     cause: Cause
     hint: str | None = None
@@ -100,14 +100,14 @@ class Failure:
         return action_needed(self.cause)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     name: str
     duration_seconds: float
     ok: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     account_id: str
     service: Service
@@ -150,7 +150,7 @@ class State(StrEnum):
         return {"ok": 0, "degraded": 1, "disconnected": 2}[self.value]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceHealth:
     """What we believe about one service of one account. Persisted; versioned for CAS."""
 
@@ -175,7 +175,7 @@ class ServiceHealth:
     version: int = 0  # bumped by the store on every write
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     """A state change of one service, as the state machine decided it."""
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -95,9 +95,7 @@ def test_reopening_keeps_data_and_applies_no_migration_twice(db: Path) -> None:
     s.close()
     s = SqliteStore.open(db)
     try:
-        assert s.get_health("u-42", Service.CALDAV) == ServiceHealth(
-            **{**full_health().__dict__, "version": 1}
-        )
+        assert s.get_health("u-42", Service.CALDAV) == replace(full_health(), version=1)
         with sqlite3.connect(db) as raw:
             assert raw.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(
                 migrations.MIGRATIONS

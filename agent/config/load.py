@@ -99,12 +99,12 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         schedule=schedule,
         store=StoreSettings(
             path=Section(ctx, top.node("store"), "store", ("path",)).opt(
-                "path", n.path_value, ctx.base_dir / StoreSettings.path
+                "path", n.path_value, ctx.base_dir / StoreSettings().path
             )
         ),
         http=HttpSettings(
             listen=Section(ctx, top.node("http"), "http", ("listen",)).opt(
-                "listen", n.listen_address, HttpSettings.listen
+                "listen", n.listen_address, HttpSettings().listen
             )
         ),
         api=_api(ctx, top.node("api")),

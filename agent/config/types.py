@@ -23,13 +23,13 @@ class AuthKind(StrEnum):
     XOAUTH2 = "xoauth2"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TlsSettings:
     verify: bool = True
     ca_file: Path | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MailServer:
     """An IMAP or SMTP endpoint of one account."""
 
@@ -44,7 +44,7 @@ class MailServer:
     scopes: tuple[str, ...] = ()  # OAuth scopes for this service, when they differ
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CalDavServer:
     url: str
     username: str
@@ -62,7 +62,7 @@ class CalDavServer:
         return urlsplit(self.url).hostname or ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OAuth2:
     token_url: str
     client_id: str
@@ -71,14 +71,14 @@ class OAuth2:
     scopes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Owner:
     id: str
     email: str
     name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class OwnerSettings:
     notify_urls: tuple[str, ...] = ()
     locale: str = "en"
@@ -87,7 +87,7 @@ class OwnerSettings:
     name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Account:
     id: str
     owner: Owner
@@ -146,7 +146,7 @@ def _digest(*parts: str) -> str:
     return h[:16]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScheduleSettings:
     interval: float = 300.0
     confirm_interval: float = 120.0
@@ -160,23 +160,23 @@ class ScheduleSettings:
     recheck_min_interval: float = 60.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoreSettings:
     path: Path = Path("var/syncwatch.sqlite3")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     listen: str = "127.0.0.1:9477"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ApiSettings:
     listen: str | None = None  # None: same listener as /metrics
     tokens: tuple[Secret, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HttpInventory:
     url: str
     token: Secret | None = None
@@ -184,25 +184,25 @@ class HttpInventory:
     tls: TlsSettings = TlsSettings()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricsSettings:
     per_account: str = "all"  # all | failing | none
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PortalSettings:
     reconnect_url: str = "https://portal.example.com/settings/connected-apps?account={account_id}"
     unsubscribe_url: str = "https://portal.example.com/settings/notifications?owner={owner_id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BurstSettings:
     count: int = 20  # at least this many accounts of one provider or host break ...
     share: float = 0.2  # ... and at least this share of that provider's accounts
     window: float = 900.0  # within this many seconds
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NotifySettings:
     email: str | None = None  # Apprise mailto:// or mailtos:// URL of the relay, with from=
     sre: tuple[str, ...] = ()
@@ -217,7 +217,7 @@ class NotifySettings:
     retry_base: float = 60.0  # first delivery retry after about this long, doubling to 1 h
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     schedule: ScheduleSettings = ScheduleSettings()
