@@ -41,6 +41,7 @@ from agent.store.sqlite import SqliteStore
 
 log = logging.getLogger(__name__)
 
+FLUSH_EVERY = 1.0  # routine health updates reach the store at least this often
 NOTIFY_TICK = 5.0  # the notifier plans and delivers at least this often ...
 NOTIFY_TICK_MIN = 1.0  # ... and at most this often (a plan reads every incident)
 
@@ -157,6 +158,7 @@ class App:
         self._install(accounts)
         self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         self._tasks.append(asyncio.create_task(self._notify_loop(), name="notifier"))
+        self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
         if self.config.inventory_http is not None:
             self._tasks.append(asyncio.create_task(self._inventory_loop(), name="inventory"))
         await self._serve_http()
@@ -174,6 +176,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        self.monitor.flush()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -224,6 +227,14 @@ class App:
                 self._install(accounts)
             else:
                 self.metrics.inventory_last_sync.set(self._clock())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            try:
+                self.monitor.flush()
+            except Exception:
+                log.exception("health flush failed; retrying")
 
     async def _notify_loop(self) -> None:
         while True:

@@ -49,6 +49,7 @@ class Monitor:
         self.health: dict[str, dict[Service, ServiceHealth]] = {}
         self.by_owner: dict[str, set[str]] = {}
         self._stored: dict[str, dict[Service, ServiceHealth]] = {}
+        self._dirty: set[tuple[str, Service]] = set()
 
     # --- inventory ----------------------------------------------------------------------
     def load(self) -> None:
@@ -168,21 +169,54 @@ class Monitor:
                     self._transition(account, t)
 
     def _write(self, account: Account, new: ServiceHealth) -> None:
+        """Keep `new` as the service's health. What a restart must not lose (a state, a
+        cause, a streak's start, the breaker) is written at once; a routine update (one
+        more probe, same verdict) waits for the next `flush()`, so the store sees one
+        transaction a second, not one per probe."""
         current = self.health.setdefault(account.id, {})
         prev = current.get(new.service)
+        key = (new.account_id, new.service)
+        if prev is not None and _routine(prev, new):
+            current[new.service] = new
+            self._dirty.add(key)
+            self._notify_health(account, prev, new)
+            return
+        self._dirty.discard(key)
         try:
             stored = self.store.put_health(new)
         except Conflict:
-            # Another writer (a replica, or a reload race) wrote first: theirs is newer.
-            theirs = self.store.get_health(new.account_id, new.service)
-            log.warning(
-                "health write conflict account=%s service=%s; keeping the stored row",
-                new.account_id,
-                new.service.value,
-            )
-            stored = self.store.put_health(replace(new, version=0)) if theirs is None else theirs
+            stored = self._theirs(new)
         current[new.service] = stored
         self._notify_health(account, prev, stored)
+
+    def _theirs(self, new: ServiceHealth) -> ServiceHealth:
+        """Another writer (a replica, or a reload race) wrote first: theirs is newer."""
+        theirs = self.store.get_health(new.account_id, new.service)
+        log.warning(
+            "health write conflict account=%s service=%s; keeping the stored row",
+            new.account_id,
+            new.service.value,
+        )
+        return self.store.put_health(replace(new, version=0)) if theirs is None else theirs
+
+    def flush(self) -> int:
+        """Write the routine updates kept back since the last flush, in one transaction."""
+        if not self._dirty:
+            return 0
+        keys = [k for k in self._dirty if k[1] in self.health.get(k[0], {})]
+        self._dirty.clear()
+        rows = [self.health[a][s] for a, s in keys]
+        try:
+            stored = self.store.put_health_many(rows)
+        except Exception:
+            self._dirty.update(keys)  # nothing was written: keep them for the next flush
+            raise
+        for (account_id, service), row, written in zip(keys, rows, stored, strict=True):
+            current = self.health.get(account_id, {})
+            if current.get(service) is not row:
+                continue  # changed while the transaction ran: the next flush writes it
+            current[service] = written if written is not None else self._theirs(row)
+        return len(rows)
 
     def _transition(self, account: Account, t: Transition) -> None:
         log.info(
@@ -214,3 +248,25 @@ class Monitor:
     ) -> None:
         for listener in self._listeners:
             listener.health_changed(account, old, new)
+
+
+# What must reach the store before anything else happens: a restart (or a kill -9) then
+# finds every banner, streak and breaker as it was. The rest (counters, timestamps, the
+# server's latest words) may lag by one flush.
+_DURABLE_FIELDS = (
+    "state",
+    "cause",
+    "hint",
+    "definitive",
+    "since",
+    "first_failure_at",
+    "strike_since",
+    "credential",
+    "breaker_until",
+    "breaker_backoff",
+    "retry_after_until",
+)
+
+
+def _routine(prev: ServiceHealth, new: ServiceHealth) -> bool:
+    return all(getattr(prev, f) == getattr(new, f) for f in _DURABLE_FIELDS)

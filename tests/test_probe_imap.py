@@ -113,7 +113,7 @@ def account_at(
     port: int,
     *,
     user: str = "alice",
-    password: str | None = "alice-pw",  # noqa: S107
+    password: str | None = "alice-pw",
     security: Security = Security.PLAIN,
     auth: AuthKind = AuthKind.PASSWORD,
     timeout: float = 3.0,

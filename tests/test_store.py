@@ -633,3 +633,20 @@ def test_every_committed_write_survives_kill_9(db: Path) -> None:
             assert f"u-{n}" in closed
     finally:
         s.close()
+
+
+def test_put_health_many_writes_all_and_reports_lost_cas(db: Path) -> None:
+    s = SqliteStore.open(db)
+    try:
+        a = s.put_health(ServiceHealth("a", Service.IMAP))
+        stale = replace(a, version=0)  # somebody else's view: the row exists already
+        fresh = ServiceHealth("b", Service.SMTP, consecutive_failures=2)
+        moved = replace(a, consecutive_failures=5)
+        out = s.put_health_many([moved, stale, fresh])
+        assert out[0] is not None and out[0].version == 2
+        assert out[1] is None
+        assert out[2] is not None and out[2].version == 1
+        assert s.get_health("a", Service.IMAP) == out[0]
+        assert s.get_health("b", Service.SMTP) == out[2]
+    finally:
+        s.close()

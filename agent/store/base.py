@@ -70,6 +70,11 @@ class Store(Protocol):
         row as stored, with version + 1. Raises Conflict otherwise."""
         ...
 
+    def put_health_many(self, healths: Sequence[ServiceHealth]) -> list[ServiceHealth | None]:
+        """put_health for many rows in one transaction; a row that loses its
+        compare-and-set is None in the answer (the others are written)."""
+        ...
+
     def delete_account(self, account_id: str, at: float) -> None:
         """The account left the inventory: drop its health, close its open incidents."""
         ...

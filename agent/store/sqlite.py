@@ -232,6 +232,24 @@ class SqliteStore:
                 )
         return replace(health, version=new_version)
 
+    def put_health_many(self, healths: Sequence[ServiceHealth]) -> list[ServiceHealth | None]:
+        out: list[ServiceHealth | None] = []
+        with self._tx() as c:
+            for h in healths:
+                new_version = h.version + 1
+                if h.version == 0:
+                    cur = c.execute(
+                        _HEALTH_INSERT,
+                        (h.account_id, h.service.value, *_health_data(h), new_version),
+                    )
+                else:
+                    cur = c.execute(
+                        _HEALTH_UPDATE,
+                        (*_health_data(h), new_version, h.account_id, h.service.value, h.version),
+                    )
+                out.append(replace(h, version=new_version) if cur.rowcount == 1 else None)
+        return out
+
     def delete_account(self, account_id: str, at: float) -> None:
         with self._tx() as c:
             c.execute("DELETE FROM health WHERE account_id = ?", (account_id,))
