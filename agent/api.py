@@ -36,11 +36,11 @@ class Backend(Protocol):
 
     async def reload(self) -> tuple[bool, str]: ...
 
-    def account_status(self, account_id: str) -> dict[str, Any] | None: ...
+    def status_json(self, account_id: str) -> Rendered | None: ...
 
-    def owner_banner(self, owner_id: str) -> dict[str, Any]: ...
+    def banner_json(self, owner_id: str) -> Rendered: ...
 
-    async def recheck(self, account_id: str) -> dict[str, Any] | None:
+    async def recheck_json(self, account_id: str) -> Rendered | None:
         """Fresh status after probing now; None for an unknown account; raises
         RecheckLimited when asked too often."""
         ...
@@ -48,20 +48,30 @@ class Backend(Protocol):
     def release_burst(self, provider: str) -> int: ...
 
 
+class Rendered:
+    """A JSON document rendered once, with its ETag: the portal polls, and most polls of
+    an unchanged document cost a dictionary lookup and a 304."""
+
+    __slots__ = ("body", "etag")
+
+    def __init__(self, doc: Any) -> None:
+        self.body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+        self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_JSON = "application/json"
 
 
-def _json(request: web.Request, doc: Any, status: int = 200) -> web.Response:
-    body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if status == 200 and etag in _if_none_match(request):
+def _send(request: web.Request, doc: Rendered) -> web.Response:
+    headers = {"ETag": doc.etag, "Cache-Control": "no-cache"}
+    inm = request.headers.get("If-None-Match")
+    if inm is not None and doc.etag in _etags(inm):
         return web.Response(status=304, headers=headers)
-    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+    return web.Response(body=doc.body, content_type=_JSON, headers=headers)
 
 
-def _if_none_match(request: web.Request) -> set[str]:
-    raw = request.headers.get("If-None-Match", "")
+def _etags(raw: str) -> set[str]:
     return {t.strip().removeprefix("W/") for t in raw.split(",") if t.strip()}
 
 
@@ -69,22 +79,28 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
+_UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
 def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.Application:
     """The aiohttp application. With api.listen set, the daemon builds two: one with the
     admin routes (metrics, health, reload) and one with /api/v1."""
 
-    @web.middleware
-    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/api/v1/") and request.path != "/api/v1/openapi.json":
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not _token_ok(token.strip(), backend.api_tokens()):
-                return _error(
-                    401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"}
-                )
-        return await handler(request)
+    def authorized(request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and _token_ok(token.strip(), backend.api_tokens())
 
-    app = web.Application(middlewares=[auth])
+    def portal(handler: Handler) -> Handler:
+        """/api/v1 routes answer only a bearer token from api.tokens."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if not authorized(request):
+                return _error(401, "missing or invalid bearer token", _UNAUTHORIZED)
+            return await handler(request)
+
+        return guarded
+
+    app = web.Application()
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=backend.metrics_text(), headers={"Content-Type": CONTENT_TYPE})
@@ -101,18 +117,18 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
         ok, message = await backend.reload()
         return web.json_response({"ok": ok, "message": message}, status=200 if ok else 500)
 
-    async def status(request: web.Request) -> web.Response:
-        doc = backend.account_status(request.match_info["account_id"])
+    async def status(request: web.Request) -> web.StreamResponse:
+        doc = backend.status_json(request.match_info["account_id"])
         if doc is None:
             return _error(404, "unknown account")
-        return _json(request, doc)
+        return _send(request, doc)
 
-    async def banner(request: web.Request) -> web.Response:
-        return _json(request, backend.owner_banner(request.match_info["owner_id"]))
+    async def banner(request: web.Request) -> web.StreamResponse:
+        return _send(request, backend.banner_json(request.match_info["owner_id"]))
 
-    async def recheck(request: web.Request) -> web.Response:
+    async def recheck(request: web.Request) -> web.StreamResponse:
         try:
-            doc = await backend.recheck(request.match_info["account_id"])
+            doc = await backend.recheck_json(request.match_info["account_id"])
         except RecheckLimited as e:
             return _error(
                 429,
@@ -121,9 +137,9 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
             )
         if doc is None:
             return _error(404, "unknown account")
-        return _json(request, doc)
+        return _send(request, doc)
 
-    async def release(request: web.Request) -> web.Response:
+    async def release(request: web.Request) -> web.StreamResponse:
         n = backend.release_burst(request.match_info["provider"])
         return web.json_response({"released": n})
 
@@ -137,10 +153,10 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
         app.router.add_post("/-/reload", reload)
     if api:
         app.router.add_get("/api/v1/openapi.json", openapi)
-        app.router.add_get("/api/v1/accounts/{account_id}/status", status)
-        app.router.add_post("/api/v1/accounts/{account_id}/recheck", recheck)
-        app.router.add_get("/api/v1/users/{owner_id}/banner", banner)
-        app.router.add_post("/api/v1/bursts/{provider}/release", release)
+        app.router.add_get("/api/v1/accounts/{account_id}/status", portal(status))
+        app.router.add_post("/api/v1/accounts/{account_id}/recheck", portal(recheck))
+        app.router.add_get("/api/v1/users/{owner_id}/banner", portal(banner))
+        app.router.add_post("/api/v1/bursts/{provider}/release", portal(release))
     return app
 
 

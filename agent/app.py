@@ -20,14 +20,14 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.api import RecheckLimited, make_app
+from agent.api import RecheckLimited, Rendered, make_app
 from agent.banner import account_status, owner_banner, reconnect_url
 from agent.config.load import ConfigError, load_config
 from agent.config.types import Account, Config
 from agent.inventory import Inventory, InventoryError, inventory_for
 from agent.metrics import Metrics
 from agent.model import ProbeResult, Service, ServiceHealth, State
-from agent.monitor import Monitor
+from agent.monitor import HealthListener, Monitor
 from agent.net import Resolver, SystemResolver
 from agent.notify.render import config_problems
 from agent.notify.service import Notifier
@@ -55,6 +55,25 @@ def notify_tick(config: Config) -> float:
 def notify_problems(config: Config) -> list[str]:
     """What `syncwatch run` refuses to start with in the notify settings and templates."""
     return config_problems(config)
+
+
+class DocCache(HealthListener):
+    """API documents rendered once; a health change of an account drops its status and
+    its owner's banner, so the next poll renders them again."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, Rendered] = {}
+        self.owners: dict[str, Rendered] = {}
+
+    def health_changed(
+        self, account: Account, old: ServiceHealth | None, new: ServiceHealth | None
+    ) -> None:
+        self.accounts.pop(account.id, None)
+        self.owners.pop(account.owner.id, None)
+
+    def clear(self) -> None:
+        self.accounts.clear()
+        self.owners.clear()
 
 
 class StoreTokens:
@@ -98,11 +117,12 @@ class App:
         self._clock = self.options.clock
         self.metrics = Metrics(config.metrics.per_account)
         self.store: Store = SqliteStore.open(config.store.path)
+        self.docs = DocCache()
         self.monitor = Monitor(
             self.store,
             Policy.from_settings(config.schedule),
             clock=self._clock,
-            listeners=[self.metrics],
+            listeners=[self.metrics, self.docs],
         )
         self.tokens = OAuthTokens(
             StoreTokens(self.store), resolver=self.options.resolver, clock=self._clock
@@ -198,6 +218,7 @@ class App:
             self._runners.append(runner)
 
     def _install(self, accounts: Sequence[Account]) -> None:
+        self.docs.clear()
         changed, removed = self.monitor.set_accounts(accounts)
         for account_id in removed:
             self.scheduler.forget(account_id)
@@ -285,6 +306,7 @@ class App:
             self.scheduler.per_host = config.schedule.per_host_concurrency
             self.metrics.accounts_series.mode = config.metrics.per_account
             self.notifier.update_config(config)
+            self.docs.clear()  # reconnect URLs may have changed
             if config.inventory_http is None:
                 self._install(config.accounts)
             self.metrics.reload_ok.set(1)
@@ -329,6 +351,28 @@ class App:
             checked_at=_checked_at((h for _, hs in pairs for h in hs.values()), self._clock),
         )
 
+    # Rendered documents, cached until the health behind them changes (DocCache).
+    def status_json(self, account_id: str) -> Rendered | None:
+        doc = self.docs.accounts.get(account_id)
+        if doc is None:
+            status = self.account_status(account_id)
+            if status is None:
+                return None
+            doc = self.docs.accounts[account_id] = Rendered(status)
+        return doc
+
+    def banner_json(self, owner_id: str) -> Rendered:
+        doc = self.docs.owners.get(owner_id)
+        if doc is None:
+            doc = Rendered(self.owner_banner(owner_id))
+            if owner_id in self.monitor.by_owner:  # never cache what anybody can ask for
+                self.docs.owners[owner_id] = doc
+        return doc
+
+    async def recheck_json(self, account_id: str) -> Rendered | None:
+        status = await self.recheck(account_id)
+        return None if status is None else Rendered(status)
+
     async def recheck(self, account_id: str) -> dict[str, Any] | None:
         now = self._clock()
         last = self._recheck_at.get(account_id)
@@ -351,6 +395,7 @@ class App:
             self.metrics.rechecks.labels("not_found").inc()
             return None
         self._recheck_at[account_id] = now
+        self.docs.clear()
         self.monitor.upsert(fresh)
         account = self.monitor.accounts[account_id]
         self.monitor.lift_breaker(account)
