@@ -30,7 +30,7 @@ from agent.model import ProbeResult, Service, ServiceHealth, State
 from agent.monitor import HealthListener, Monitor
 from agent.net import Resolver, SystemResolver
 from agent.notify.render import config_problems
-from agent.notify.service import Notifier
+from agent.notify.service import Notifier, group_sizes
 from agent.probes import probe_service
 from agent.probes.oauth import OAuthTokens
 from agent.scheduler import Prober, Scheduler
@@ -76,6 +76,31 @@ class DocCache(HealthListener):
         self.owners.clear()
 
 
+class Unhealthy(HealthListener):
+    """The ids of accounts with a service not ok, kept as health changes."""
+
+    def __init__(self) -> None:
+        self._bad: dict[str, set[Service]] = {}
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._bad)
+
+    def health_changed(
+        self, account: Account, old: ServiceHealth | None, new: ServiceHealth | None
+    ) -> None:
+        h = new or old
+        if h is None:
+            return
+        bad = self._bad.setdefault(account.id, set())
+        if new is not None and new.state is not State.OK:
+            bad.add(h.service)
+        else:
+            bad.discard(h.service)
+        if not bad:
+            del self._bad[account.id]
+
+
 class StoreTokens:
     """Rotated OAuth refresh tokens, kept in the store so a rotation is never lost."""
 
@@ -118,11 +143,13 @@ class App:
         self.metrics = Metrics(config.metrics.per_account)
         self.store: Store = SqliteStore.open(config.store.path)
         self.docs = DocCache()
+        self.unhealthy = Unhealthy()
+        self.group_totals: dict[str, int] = {}
         self.monitor = Monitor(
             self.store,
             Policy.from_settings(config.schedule),
             clock=self._clock,
-            listeners=[self.metrics, self.docs],
+            listeners=[self.metrics, self.docs, self.unhealthy],
         )
         self.tokens = OAuthTokens(
             StoreTokens(self.store), resolver=self.options.resolver, clock=self._clock
@@ -228,6 +255,7 @@ class App:
             # new accounts and changed credentials are probed at once; the rest keep time
             known = any(h.last_probe_at for h in self.monitor.healths(account.id).values())
             self.scheduler.plan(account, now_=account.id in fresh and known)
+        self.group_totals = group_sizes(list(self.monitor.accounts.values()))
         self.metrics.inventory_accounts.set(len(self.monitor.accounts))
         self.metrics.inventory_last_sync.set(self._clock())
 
@@ -249,6 +277,21 @@ class App:
             else:
                 self.metrics.inventory_last_sync.set(self._clock())
 
+    def _plan_notifications(self, now: float) -> None:
+        """Plan for the owners that need it: someone with a service not ok, or an owner
+        incident still open. A fleet of 100,000 healthy accounts costs nothing here."""
+        owners = {
+            self.monitor.accounts[a].owner.id
+            for a in self.unhealthy.ids
+            if a in self.monitor.accounts
+        } | self.notifier.open_owners()
+        accounts = [
+            self.monitor.accounts[i]
+            for owner in owners
+            for i in sorted(self.monitor.by_owner.get(owner, ()))
+        ]
+        self.notifier.plan(now, accounts, self.monitor.health, group_totals=self.group_totals)
+
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_EVERY)
@@ -261,7 +304,7 @@ class App:
         while True:
             try:
                 now = self._clock()
-                self.notifier.plan(now, list(self.monitor.accounts.values()), self.monitor.health)
+                self._plan_notifications(now)
                 await self.notifier.deliver(now)
                 self._export_notify_stats()
             except Exception:
@@ -401,7 +444,7 @@ class App:
         self.monitor.lift_breaker(account)
         results = await self.scheduler.probe_now(account)
         self.metrics.rechecks.labels("ok" if all(r.ok for r in results) else "failing").inc()
-        self.notifier.plan(self._clock(), list(self.monitor.accounts.values()), self.monitor.health)
+        self._plan_notifications(self._clock())
         return self.account_status(account_id)
 
     def release_burst(self, provider: str) -> int:

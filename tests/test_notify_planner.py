@@ -265,3 +265,27 @@ def test_wake_at_says_when_the_next_decision_is_due() -> None:
         sre_alerts={},
     )
     assert plan.wake_at == T0 + 120
+
+
+@pytest.mark.parametrize(("fleet", "down"), [(100, 20), (200, 20), (3, 1)])
+def test_planning_only_the_owners_in_trouble_decides_like_planning_everyone(
+    fleet: int, down: int
+) -> None:
+    """The daemon plans only owners with something broken or an incident open, and gives
+    the burst guard the groups' sizes: the outcome is the same as planning the fleet."""
+    from agent.notify.service import group_sizes
+
+    settings = NotifySettings(sre=("json://127.0.0.1:1/",), on_recovery=True)
+    accts = gmail_fleet(fleet)
+    h = {a.id: broken(a.id, at=T0) for a in accts[:down]}
+    full, part = Sim(settings=settings), Sim(settings=settings)
+    totals = group_sizes(accts)
+    for t in range(int(T0), int(T0 + 3600), 60):
+        healths = h if t < T0 + 1800 else {}  # everyone recovers half-way
+        full.run(float(t), accts, healths)
+        troubled = {a.owner.id for a in accts if a.id in healths} | {
+            o for o, inc in part.incidents.items() if inc.open
+        }
+        part.run(float(t), [a for a in accts if a.owner.id in troubled], healths, totals)
+    assert [(t, i.key, i.kind) for t, i in part.sent] == [(t, i.key, i.kind) for t, i in full.sent]
+    assert part.sent  # something happened at all

@@ -68,6 +68,7 @@ class Sim:
         now: float,
         accounts: list[Account],
         healths: Mapping[str, Mapping[Service, ServiceHealth]],
+        group_totals: Mapping[str, int] | None = None,
     ) -> list[Intent]:
         keys = frozenset(i.key for _, i in self.sent)
         plan = decide(
@@ -80,6 +81,7 @@ class Sim:
             bursts=self.bursts,
             sre_alerts=self.sre,
             sent_keys=keys,
+            group_totals=group_totals,
         )
         self.cancelled += plan.cancel_prefixes
         self.dropped |= plan.dropped_accounts

@@ -199,8 +199,10 @@ def _bursts(
     healths: Mapping[str, Mapping[Service, ServiceHealth]],
     holds: Mapping[str, BurstHold],
     plan: Plan,
+    group_totals: Mapping[str, int] | None = None,
 ) -> dict[str, BurstHold]:
-    """Update burst holds; returns the active ones."""
+    """Update burst holds; returns the active ones. `group_totals`: how many accounts
+    each group has in the whole inventory, when `accounts` is only a part of it."""
     cfg = settings.burst
     members: dict[str, list[Account]] = {}
     for a in accounts:
@@ -214,14 +216,15 @@ def _bursts(
     # providers first: one outage of one provider trips one hold, not one per host too
     for g in sorted(members, key=lambda g: (not g.startswith("provider:"), g)):
         group = members[g]
+        total = max(len(group), group_totals.get(g, 0)) if group_totals else len(group)
         down = [a for a in group if _disconnected(healths.get(a.id, {}))]
         hold = active.get(g)
         if hold is not None:
-            if len(down) < cfg.count or len(down) / len(group) < cfg.share:
+            if len(down) < cfg.count or len(down) / total < cfg.share:
                 del active[g]
                 plan.bursts[g] = None
-            elif hold.broken != len(down) or hold.total != len(group):
-                active[g] = plan.bursts[g] = replace(hold, broken=len(down), total=len(group))
+            elif hold.broken != len(down) or hold.total != total:
+                active[g] = plan.bursts[g] = replace(hold, broken=len(down), total=total)
             continue
         covered = {a.id for h in active.values() for a in members.get(h.group, ()) if h.group != g}
         recent = [
@@ -230,8 +233,8 @@ def _bursts(
             if a.id not in covered
             and min(_start(h, now) for h in _disconnected(healths[a.id])) >= now - cfg.window
         ]
-        if len(recent) >= cfg.count and len(recent) / len(group) >= cfg.share:
-            active[g] = plan.bursts[g] = BurstHold(g, now, len(down), len(group))
+        if len(recent) >= cfg.count and len(recent) / total >= cfg.share:
+            active[g] = plan.bursts[g] = BurstHold(g, now, len(down), total)
             if settings.sre:
                 plan.send.append(
                     Intent(
@@ -241,7 +244,7 @@ def _bursts(
                         step="burst",
                         group=g,
                         broken=len(down),
-                        total=len(group),
+                        total=total,
                     )
                 )
     return active
@@ -258,12 +261,17 @@ def decide(
     bursts: Mapping[str, BurstHold],
     sre_alerts: Mapping[str, float],
     sent_keys: frozenset[str] = frozenset(),
+    group_totals: Mapping[str, int] | None = None,
 ) -> Plan:
     """One planning pass. `sent_keys`: outbox keys of open incidents already accepted by the
-    relay (a recovery message follows only a first message that really went out)."""
+    relay (a recovery message follows only a first message that really went out).
+
+    `accounts` may be a part of the inventory (a large fleet plans only the owners with
+    something broken or an incident open): then every account of each owner it names must
+    be in it, and `group_totals` gives the burst groups' sizes in the whole inventory."""
     plan = Plan()
     wakes: list[float] = []
-    active = _bursts(now, settings, accounts, healths, bursts, plan)
+    active = _bursts(now, settings, accounts, healths, bursts, plan, group_totals)
     held_groups = {g for g, h in active.items() if not h.released}
 
     by_owner: dict[str, list[Account]] = {}

@@ -22,7 +22,7 @@ from typing import Any
 from agent.config.types import Account, Config, NotifySettings, Owner, OwnerSettings, PortalSettings
 from agent.model import Service, ServiceHealth, Transition
 from agent.notify.backoff import next_attempt
-from agent.notify.planner import BurstHold, Intent, Kind, OwnerIncident, Plan, decide
+from agent.notify.planner import BurstHold, Intent, Kind, OwnerIncident, Plan, decide, groups
 from agent.notify.render import context, environment, fill, render, resolve_templates_dir
 from agent.notify.transport import AppriseTransport, Message, NotifyError, Transport, email_url
 from agent.store.base import Conflict, OutboxItem, Record, Store
@@ -157,7 +157,11 @@ class Notifier:
         now: float,
         accounts: Sequence[Account],
         healths: Mapping[str, Mapping[Service, ServiceHealth]],
+        *,
+        group_totals: Mapping[str, int] | None = None,
     ) -> Plan:
+        """Decide and record. `accounts` may be only the owners that need planning (see
+        `open_owners` and `planner.decide`), with `group_totals` from `group_sizes`."""
         inc_records = {r.key: r for r in self.store.records(NS_INCIDENT)}
         burst_records = {r.key: r for r in self.store.records(NS_BURST)}
         sre_records = {r.key: r for r in self.store.records(NS_SRE)}
@@ -178,6 +182,7 @@ class Notifier:
             bursts={k: BurstHold.from_json(k, r.value) for k, r in burst_records.items()},
             sre_alerts={k: float(r.value["since"]) for k, r in sre_records.items()},
             sent_keys=frozenset(sent),
+            group_totals=group_totals,
         )
         by_id = {a.id: a for a in accounts}
         # 1. cancellations, 2. enqueue, 3. state: a crash between steps repeats no message
@@ -216,6 +221,15 @@ class Notifier:
         self._refresh(now)
         self.stats.wake_at = plan.wake_at
         return plan
+
+    def open_owners(self) -> set[str]:
+        """Owners with an owner incident open: they need planning even when all their
+        accounts work again (to close it, cancel reminders, say "reconnected")."""
+        return {
+            r.key
+            for r in self.store.records(NS_INCIDENT)
+            if OwnerIncident.from_json(r.key, r.value).open
+        }
 
     def _put(self, record: Record) -> None:
         try:
@@ -393,3 +407,11 @@ class Notifier:
         self.stats.burst_active = {
             r.key: not bool(r.value.get("released")) for r in self.store.records(NS_BURST)
         }
+
+
+def group_sizes(accounts: Sequence[Account]) -> dict[str, int]:
+    """How many accounts each burst group (provider, host) has: the guard's denominators."""
+    sizes: Counter[str] = Counter()
+    for a in accounts:
+        sizes.update(groups(a))
+    return dict(sizes)
