@@ -24,6 +24,7 @@ import aiohttp
 from agent.config.load import ConfigError, load_config, parse_account
 from agent.config.types import Account, Config, OwnerSettings
 from agent.config.types import HttpInventory as HttpInventorySettings
+from agent.probes.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,7 @@ class HttpInventory:
         return h
 
     def _ssl(self) -> ssl.SSLContext | bool:
-        tls = self._settings.tls
-        if not tls.verify:
-            return False
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        return ctx
+        return client_context(self._settings.tls)
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

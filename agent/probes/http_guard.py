@@ -35,6 +35,7 @@ from agent.model import Evidence
 from agent.net import ResolveError, Resolver
 from agent.probes.base import ProbeError
 from agent.probes.errors import network_kind
+from agent.probes.tls import client_context
 from agent.secret import Redactor
 
 log = logging.getLogger(__name__)
@@ -74,13 +75,8 @@ class HttpResponse:
 
 
 def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
-    """Verify by default; `ca_file` is the only trust anchor when set."""
-    if not tls.verify:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-    return ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    """The shared client context for these settings (agent.probes.tls)."""
+    return client_context(tls)
 
 
 def same_origin(a: URL, b: URL) -> bool:

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import os
 import socket
 import ssl
 from collections.abc import Callable
-from pathlib import Path
 
 from aioimaplib import aioimaplib as _imap
 
 from agent.config.types import TlsSettings
 from agent.probes.base import ProbeContext
 from agent.probes.errors import network_kind
+from agent.probes.tls import client_context
 from agent.secret import REDACTED
 
 CRLF = b"\r\n"
@@ -33,31 +31,8 @@ MAX_KEPT_LINE = 1000  # characters kept of one line
 
 
 def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
-    """The client TLS context for these settings. Building one loads the system CA store
-    (~20 ms of CPU, ten times a TLS handshake), so contexts are shared: one per settings
-    and version (mtime, size) of the CA file. An SSLContext is safe to share; callers must
-    not change the one they get."""
-    stamp: tuple[int, int] | None = None
-    if tls.ca_file is not None:
-        try:
-            st = os.stat(tls.ca_file)
-            stamp = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            stamp = None  # loading it below raises the error, as before
-    return _shared_context(tls.verify, tls.ca_file, stamp)
-
-
-@functools.lru_cache(maxsize=64)
-def _shared_context(
-    verify: bool, ca_file: Path | None, stamp: tuple[int, int] | None
-) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if ca_file is not None:
-        ctx.load_verify_locations(cafile=str(ca_file))
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
+    """The shared client context for these settings (agent.probes.tls)."""
+    return client_context(tls)
 
 
 async def open_socket(ctx: ProbeContext, host: str, port: int) -> socket.socket:
