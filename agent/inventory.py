@@ -49,7 +49,9 @@ class Inventory(Protocol):
 
 class YamlInventory:
     """Accounts from the config file (inline or accounts_file). Re-reads on every call, so
-    a recheck after an edit of the file sees the new credentials."""
+    a recheck after an edit of the file (or of a secret file it names) sees the new
+    credentials. For a large fleet use the HTTP inventory: a recheck there fetches one
+    account, not the whole list."""
 
     def __init__(self, config_path: Path, environ: Mapping[str, str] | None = None) -> None:
         self._path = config_path

@@ -60,10 +60,19 @@ class Ctx:
 # ---------------------------------------------------------------- building the tree
 
 
+# libyaml when PyYAML was built with it (2-3x faster on a large accounts file); the nodes
+# and their marks are the same.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def compose_yaml(text: str, file: str) -> Node | None:
     """Parse YAML text into Nodes; a syntax error becomes a ConfigError with its line."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        try:
+            root = yaml.compose(text, Loader=_LOADER)
+        except yaml.YAMLError:
+            # libyaml says less: let the pure-Python parser explain the error
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else None
