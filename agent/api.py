@@ -32,7 +32,7 @@ class Backend(Protocol):
 
     def api_tokens(self) -> Sequence[Secret]: ...
 
-    def metrics_text(self) -> bytes: ...
+    async def metrics_body(self) -> bytes: ...
 
     async def reload(self) -> tuple[bool, str]: ...
 
@@ -103,7 +103,8 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
     app = web.Application()
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=backend.metrics_text(), headers={"Content-Type": CONTENT_TYPE})
+        body = await backend.metrics_body()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="Healthy\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -42,6 +43,10 @@ from agent.store.sqlite import SqliteStore
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 1.0  # routine health updates reach the store at least this often
+# The health of a large fleet is millions of long-lived objects: a full collection of the
+# cyclic GC would walk them all and stall the event loop. They hold no cycles (refcounting
+# frees them), so they are moved out of the collector's sight now and then (gc.freeze).
+FREEZE_EVERY = 60  # flush ticks
 NOTIFY_TICK = 5.0  # the notifier plans and delivers at least this often ...
 NOTIFY_TICK_MIN = 1.0  # ... and at most this often (a plan reads every incident)
 
@@ -164,12 +169,11 @@ class App:
             jitter=config.schedule.jitter,
         )
         self.scheduler.stats.lag_observer = self.metrics.schedule_lag.observe
+        self.metrics.accounts_series.snapshot = self._snapshot
         self.notifier = Notifier.from_config(
             config, self.store, clock=self._clock, worker_id=self.options.worker_id
         )
         self.monitor.on_transition.append(self.notifier.on_transition)
-        self.metrics.breakers_open = self._breakers_open
-        self.metrics.burst_providers = self.notifier.burst_providers
         self.inventory: Inventory = inventory_for(config, self.options.environ)
         self._recheck_at: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,6 +189,10 @@ class App:
             resolver=self.options.resolver or SystemResolver(),
             tokens=self.tokens,
         )
+
+    def _snapshot(self) -> list[tuple[Account, dict[Service, ServiceHealth]]]:
+        accounts, health = self.monitor.accounts, self.monitor.health
+        return [(a, health.get(i, {})) for i, a in accounts.items()]
 
     def _breakers_open(self) -> int:
         now = self._clock()
@@ -256,6 +264,7 @@ class App:
             known = any(h.last_probe_at for h in self.monitor.healths(account.id).values())
             self.scheduler.plan(account, now_=account.id in fresh and known)
         self.group_totals = group_sizes(list(self.monitor.accounts.values()))
+        gc.freeze()
         self.metrics.inventory_accounts.set(len(self.monitor.accounts))
         self.metrics.inventory_last_sync.set(self._clock())
 
@@ -293,12 +302,16 @@ class App:
         self.notifier.plan(now, accounts, self.monitor.health, group_totals=self.group_totals)
 
     async def _flush_loop(self) -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(FLUSH_EVERY)
             try:
                 self.monitor.flush()
             except Exception:
                 log.exception("health flush failed; retrying")
+            ticks += 1
+            if ticks % FREEZE_EVERY == 0:
+                gc.freeze()
 
     async def _notify_loop(self) -> None:
         while True:
@@ -364,10 +377,23 @@ class App:
     def api_tokens(self) -> Sequence[Secret]:
         return self.config.api.tokens
 
-    def metrics_text(self) -> bytes:
+    def _before_scrape(self) -> None:
         self.metrics.in_flight.set(self.scheduler.in_flight)
         self.metrics.scheduler_last_run.set(self.scheduler.stats.last_run)
+        self.metrics.breakers_open = self._breakers_open()
+        self.metrics.burst_providers = self.notifier.burst_providers()
+
+    def metrics_text(self) -> bytes:
+        self._before_scrape()
         return self.metrics.render()
+
+    async def metrics_body(self) -> bytes:
+        """/metrics: a copy of the health taken on the loop, rendered in a thread, so a
+        scrape of a large fleet does not hold the scheduler up for its whole length."""
+        self._before_scrape()
+        health = self.monitor.health
+        items = [(a, dict(health.get(i, {}))) for i, a in self.monitor.accounts.items()]
+        return await asyncio.to_thread(self.metrics.render, items)
 
     def _reconnect_url(self, account: Account) -> str:
         return reconnect_url(self.config.portal.reconnect_url, account)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -61,63 +61,61 @@ ACCOUNT_FAMILIES: tuple[tuple[str, str], ...] = (
 )
 
 
+UP, DOWN, PROBED, SUCCEEDED, FAILURES = (name for name, _ in ACCOUNT_FAMILIES)
+
+
 def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _num(value: float) -> str:
-    return repr(float(value))
+Snapshot = Callable[[], Iterable[tuple[Account, Mapping[Service, ServiceHealth]]]]
 
 
 class AccountSeries:
-    """Pre-rendered per-account series, one text line per family and (account, service)."""
+    """The per-account families, rendered at scrape time straight from the monitor's health
+    (one pass, five lists of lines): nothing is kept per account between scrapes."""
 
-    def __init__(self, mode: str = "all") -> None:
+    def __init__(self, mode: str = "all", snapshot: Snapshot | None = None) -> None:
         self.mode = mode
-        self._lines: list[dict[tuple[str, Service], str]] = [{} for _ in ACCOUNT_FAMILIES]
+        self.snapshot: Snapshot = snapshot or (lambda: ())
 
-    def update(self, account: Account, health: ServiceHealth | None, service: Service) -> None:
-        key = (account.id, service)
-        show = health is not None and health.last_probe_at is not None
-        if show and self.mode == "failing":
-            assert health is not None
-            show = health.state is not State.OK
-        if not show or self.mode == "none":
-            for family in self._lines:
-                family.pop(key, None)
-            return
-        assert health is not None
-        labels = (
-            f'account_id="{_esc(account.id)}",service="{service.value}",'
-            f'provider="{_esc(account.provider)}"'
-        )
-        up = 1 if health.state is State.OK else 0
-        self._lines[0][key] = f"syncwatch_account_up{{{labels}}} {up}\n"
-        if health.state is State.DISCONNECTED and health.cause is not None:
-            self._lines[1][key] = (
-                f'syncwatch_account_disconnected{{{labels},cause="{health.cause.value}"}} 1\n'
-            )
-        else:
-            self._lines[1].pop(key, None)
-        self._lines[2][key] = (
-            f"syncwatch_account_last_probe_timestamp_seconds{{{labels}}} "
-            f"{_num(health.last_probe_at or 0.0)}\n"
-        )
-        if health.last_success_at is not None:
-            self._lines[3][key] = (
-                f"syncwatch_account_last_success_timestamp_seconds{{{labels}}} "
-                f"{_num(health.last_success_at)}\n"
-            )
-        else:
-            self._lines[3].pop(key, None)
-        self._lines[4][key] = (
-            f"syncwatch_account_consecutive_failures{{{labels}}} {health.consecutive_failures}\n"
-        )
-
-    def render(self) -> Iterator[str]:
-        for (name, help_), lines in zip(ACCOUNT_FAMILIES, self._lines, strict=True):
+    def render(
+        self, items: Iterable[tuple[Account, Mapping[Service, ServiceHealth]]] | None = None
+    ) -> Iterator[str]:
+        up: list[str] = []
+        down: list[str] = []
+        probed: list[str] = []
+        succeeded: list[str] = []
+        failures: list[str] = []
+        if self.mode != "none":
+            only_failing = self.mode == "failing"
+            providers: dict[str, str] = {}
+            ok = State.OK
+            for account, healths in self.snapshot() if items is None else items:
+                provider = providers.get(account.provider)
+                if provider is None:
+                    provider = providers[account.provider] = _esc(account.provider)
+                aid = account.id
+                if '"' in aid or "\\" in aid or "\n" in aid:
+                    aid = _esc(aid)
+                for service, h in healths.items():
+                    if h.last_probe_at is None or (only_failing and h.state is ok):
+                        continue
+                    # concatenation, and whole seconds: the cheapest way to 500,000 lines
+                    labels = f'{{account_id="{aid}",service="{service.value}",provider="{provider}"'
+                    tail = "} "
+                    up.append(f"{UP}{labels}{tail}{int(h.state is ok)}\n")
+                    if h.state is State.DISCONNECTED and h.cause is not None:
+                        down.append(f'{DOWN}{labels},cause="{h.cause.value}"}} 1\n')
+                    probed.append(f"{PROBED}{labels}{tail}{int(h.last_probe_at)}\n")
+                    if h.last_success_at is not None:
+                        succeeded.append(f"{SUCCEEDED}{labels}{tail}{int(h.last_success_at)}\n")
+                    failures.append(f"{FAILURES}{labels}{tail}{h.consecutive_failures}\n")
+        for (name, help_), lines in zip(
+            ACCOUNT_FAMILIES, (up, down, probed, succeeded, failures), strict=True
+        ):
             yield f"# HELP {name} {help_}\n# TYPE {name} gauge\n"
-            yield "".join(lines.values())
+            yield "".join(lines)
 
 
 class Metrics(HealthListener):
@@ -213,8 +211,9 @@ class Metrics(HealthListener):
             "Age of the oldest notification waiting to be sent (0 when none).",
             registry=r,
         )
-        self.breakers_open: Callable[[], int] = lambda: 0
-        self.burst_providers: Callable[[], Iterable[str]] = lambda: ()
+        # set by the daemon before each scrape (read from its state on the event loop)
+        self.breakers_open = 0
+        self.burst_providers: list[str] = []
         r.register(_FleetCollector(self))
 
     # --- HealthListener ---------------------------------------------------------------
@@ -228,9 +227,6 @@ class Metrics(HealthListener):
                 del self._fleet[key]
         if new is not None and new.last_probe_at is not None:
             self._fleet[_fleet_key(account, new)] += 1
-        either = new or old
-        if either is not None:
-            self.accounts_series.update(account, new, either.service)
 
     def probed(self, account: Account, result: ProbeResult) -> None:
         outcome = "success" if result.failure is None else result.failure.cause.value
@@ -246,9 +242,13 @@ class Metrics(HealthListener):
         ).inc()
 
     # --- exposition ---------------------------------------------------------------------
-    def render(self) -> bytes:
+    def render(
+        self, items: Iterable[tuple[Account, Mapping[Service, ServiceHealth]]] | None = None
+    ) -> bytes:
+        """The exposition. `items`: a copy of the health to render (so a thread can render
+        it while the event loop goes on); default: the live snapshot."""
         head = generate_latest(self.registry)
-        return head + "".join(self.accounts_series.render()).encode()
+        return head + "".join(self.accounts_series.render(items)).encode()
 
     def fleet(self) -> dict[tuple[str, str, str, str], int]:
         return dict(self._fleet)
@@ -275,13 +275,13 @@ class _FleetCollector(Collector):
         yield GaugeMetricFamily(
             "syncwatch_auth_breakers_open",
             "Credentials whose login is paused by the auth breaker.",
-            value=self._m.breakers_open(),
+            value=self._m.breakers_open,
         )
         burst = GaugeMetricFamily(
             "syncwatch_notify_burst_active",
             "1 while owner emails for the provider are held by the burst guard.",
             labels=["provider"],
         )
-        for provider in sorted(self._m.burst_providers()):
+        for provider in sorted(self._m.burst_providers):
             burst.add_metric([provider], 1)
         yield burst
