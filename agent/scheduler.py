@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 Prober = Callable[[Account, Service], Awaitable[ProbeResult]]
 
 
-@dataclass(order=True, frozen=True)
+@dataclass(order=True, frozen=True, slots=True)
 class Due:
     at: float
     seq: int
