@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -52,23 +52,25 @@ class Rendered:
     """A JSON document rendered once, with its ETag: the portal polls, and most polls of
     an unchanged document cost a dictionary lookup and a 304."""
 
-    __slots__ = ("body", "etag")
+    __slots__ = ("body", "etag", "headers")
 
     def __init__(self, doc: Any) -> None:
         self.body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
+        self.headers = {
+            "ETag": self.etag,
+            "Cache-Control": "no-cache",
+            "Content-Type": "application/json",
+        }
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_JSON = "application/json"
 
 
 def _send(request: web.Request, doc: Rendered) -> web.Response:
-    headers = {"ETag": doc.etag, "Cache-Control": "no-cache"}
     inm = request.headers.get("If-None-Match")
     if inm is not None and doc.etag in _etags(inm):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=doc.body, content_type=_JSON, headers=headers)
+        return web.Response(status=304, headers={"ETag": doc.etag, "Cache-Control": "no-cache"})
+    return web.Response(body=doc.body, headers=doc.headers)
 
 
 def _etags(raw: str) -> set[str]:
@@ -90,15 +92,8 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         return scheme.lower() == "bearer" and _token_ok(token.strip(), backend.api_tokens())
 
-    def portal(handler: Handler) -> Handler:
-        """/api/v1 routes answer only a bearer token from api.tokens."""
-
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            if not authorized(request):
-                return _error(401, "missing or invalid bearer token", _UNAUTHORIZED)
-            return await handler(request)
-
-        return guarded
+    def denied() -> web.Response:
+        return _error(401, "missing or invalid bearer token", _UNAUTHORIZED)
 
     app = web.Application()
 
@@ -118,16 +113,23 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
         ok, message = await backend.reload()
         return web.json_response({"ok": ok, "message": message}, status=200 if ok else 500)
 
+    # /api/v1 routes answer only a bearer token from api.tokens (checked first in each)
     async def status(request: web.Request) -> web.StreamResponse:
+        if not authorized(request):
+            return denied()
         doc = backend.status_json(request.match_info["account_id"])
         if doc is None:
             return _error(404, "unknown account")
         return _send(request, doc)
 
     async def banner(request: web.Request) -> web.StreamResponse:
+        if not authorized(request):
+            return denied()
         return _send(request, backend.banner_json(request.match_info["owner_id"]))
 
     async def recheck(request: web.Request) -> web.StreamResponse:
+        if not authorized(request):
+            return denied()
         try:
             doc = await backend.recheck_json(request.match_info["account_id"])
         except RecheckLimited as e:
@@ -141,6 +143,8 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
         return _send(request, doc)
 
     async def release(request: web.Request) -> web.StreamResponse:
+        if not authorized(request):
+            return denied()
         n = backend.release_burst(request.match_info["provider"])
         return web.json_response({"released": n})
 
@@ -154,16 +158,17 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
         app.router.add_post("/-/reload", reload)
     if api:
         app.router.add_get("/api/v1/openapi.json", openapi)
-        app.router.add_get("/api/v1/accounts/{account_id}/status", portal(status))
-        app.router.add_post("/api/v1/accounts/{account_id}/recheck", portal(recheck))
-        app.router.add_get("/api/v1/users/{owner_id}/banner", portal(banner))
-        app.router.add_post("/api/v1/bursts/{provider}/release", portal(release))
+        app.router.add_get("/api/v1/accounts/{account_id}/status", status)
+        app.router.add_post("/api/v1/accounts/{account_id}/recheck", recheck)
+        app.router.add_get("/api/v1/users/{owner_id}/banner", banner)
+        app.router.add_post("/api/v1/bursts/{provider}/release", release)
     return app
 
 
 def _token_ok(given: str, tokens: Sequence[Secret]) -> bool:
     ok = False
+    raw = given.encode()
     for t in tokens:
         # compare_digest on every token: no early exit that would leak which one matched
-        ok |= hmac.compare_digest(given.encode(), t.reveal().encode())
+        ok |= hmac.compare_digest(raw, t.reveal().encode())
     return ok and bool(given)
