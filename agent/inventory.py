@@ -48,20 +48,29 @@ class Inventory(Protocol):
 
 
 class YamlInventory:
-    """Accounts from the config file (inline or accounts_file). Re-reads on every call, so
-    a recheck after an edit of the file (or of a secret file it names) sees the new
-    credentials. For a large fleet use the HTTP inventory: a recheck there fetches one
-    account, not the whole list."""
+    """Accounts from the config file (inline or accounts_file). A recheck after an edit of
+    the file, or of a secret file it names, sees the new credentials; while none of those
+    files changed, the parsed accounts are reused (a large file takes seconds to parse)."""
 
     def __init__(self, config_path: Path, environ: Mapping[str, str] | None = None) -> None:
         self._path = config_path
         self._environ = environ
+        self._sources: tuple[Path, ...] = (config_path,)
+        self._cache: tuple[tuple[object, ...], list[Account]] | None = None
 
     async def load(self) -> list[Account] | None:
+        before = _stamp(self._sources)  # stamped before reading: an edit meanwhile shows
+        if self._cache is not None and self._cache[0] == before:
+            return list(self._cache[1])
         try:
             config = await asyncio.to_thread(load_config, self._path, environ=self._environ)
         except ConfigError as e:
             raise InventoryError(str(e)) from None
+        sources = config.sources or (self._path,)
+        if sources == self._sources:
+            self._cache = (before, list(config.accounts))
+        else:  # other files than last time: learn them now, cache from the next read on
+            self._sources, self._cache = sources, None
         return list(config.accounts)
 
     async def fetch(self, account_id: str) -> Account | None:
@@ -70,6 +79,17 @@ class YamlInventory:
 
     async def close(self) -> None:
         return None
+
+
+def _stamp(files: tuple[Path, ...]) -> tuple[object, ...]:
+    out: list[object] = []
+    for f in files:
+        try:
+            st = f.stat()
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 class HttpInventory:

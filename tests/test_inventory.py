@@ -192,3 +192,41 @@ async def test_http_inventory_polls_rechecks_and_forgets(
         assert all(h.state is State.OK for h in app.monitor.healths("acc-a").values())
     finally:
         await app.stop()
+
+
+async def test_yaml_inventory_rereads_only_when_a_file_it_read_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agent.inventory as inventory
+
+    (tmp_path / "secrets").mkdir()
+    secret = tmp_path / "secrets" / "pw"
+    secret.write_text("first-pw\n")
+    (tmp_path / "accounts.yaml").write_text(
+        "- id: acc-1\n  owner: {id: u-1, email: a@example.com}\n"
+        "  imap: {host: imap.example.com, username: a, password: {file: secrets/pw}}\n"
+    )
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text("accounts_file: accounts.yaml\n")
+    reads = 0
+    real = inventory.load_config
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(inventory, "load_config", counting)
+    inv = inventory.YamlInventory(cfg)
+
+    def password(a: Any) -> str:
+        return str(a.imap.password.reveal())
+
+    assert password(await inv.fetch("acc-1")) == "first-pw"
+    assert password(await inv.fetch("acc-1")) == "first-pw"  # learns the files it read
+    assert password(await inv.fetch("acc-1")) == "first-pw"
+    assert reads == 2  # the third answer came from the cache
+
+    secret.write_text("second-pw\n")  # the portal saved new credentials
+    assert password(await inv.fetch("acc-1")) == "second-pw"
+    assert reads == 3

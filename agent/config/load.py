@@ -89,7 +89,7 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         f = top.req("accounts_file", n.path_value)
         shown = Path(file).parent / top.items["accounts_file"].value
         accounts_file = f
-        actx = Ctx(file=str(shown), base_dir=f.parent, environ=env)
+        actx = Ctx(file=str(shown), base_dir=f.parent, environ=env, read=ctx.read)
         accounts = _accounts_file(actx, f, owners)
     else:
         accounts = _accounts(ctx, top.items["accounts"], "accounts", owners)
@@ -119,6 +119,9 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         accounts_file=accounts_file,
         owners=owners,
         accounts=accounts,
+        sources=tuple(
+            dict.fromkeys([path, *([accounts_file] if accounts_file else []), *ctx.read])
+        ),
     )
 
 

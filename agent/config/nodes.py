@@ -48,6 +48,7 @@ class Ctx:
     environ: Mapping[str, str]
     account: str | None = None
     secret_refs: bool = True  # allow {env: ...} and {file: ...} secrets
+    read: list[Path] = field(default_factory=list)  # secret files read (shared by copies)
 
     def error(self, where: Node | int | None, path: str, message: str) -> ConfigError:
         line = where.line if isinstance(where, Node) else where
@@ -476,6 +477,7 @@ def secret(ctx: Ctx, node: Node, path: str) -> Secret:
         raise ctx.error(ref, path, f"cannot read secret file {p}: {e.strerror or e}") from None
     except UnicodeDecodeError:
         raise ctx.error(ref, path, f"secret file {p} is not UTF-8 text") from None
+    ctx.read.append(p)
     if value.endswith("\n"):
         value = value[:-1]
         if value.endswith("\r"):

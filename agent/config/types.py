@@ -231,6 +231,7 @@ class Config:
     accounts_file: Path | None = None
     owners: Mapping[str, OwnerSettings] = field(default_factory=dict)
     accounts: tuple[Account, ...] = ()
+    sources: tuple[Path, ...] = ()  # every file it was read from (config, accounts, secrets)
 
     def account(self, account_id: str) -> Account | None:
         for a in self.accounts:
