@@ -27,8 +27,8 @@ from agent.config.load import ConfigError, load_config
 from agent.config.types import Account, Config
 from agent.inventory import Inventory, InventoryError, inventory_for
 from agent.metrics import Metrics
-from agent.model import ProbeResult, Service, ServiceHealth, State
-from agent.monitor import HealthListener, Monitor
+from agent.model import ProbeResult, Service, ServiceHealth
+from agent.monitor import Monitor
 from agent.net import Resolver, SystemResolver
 from agent.notify.render import config_problems
 from agent.notify.service import Notifier, group_sizes
@@ -37,8 +37,10 @@ from agent.probes.oauth import OAuthTokens
 from agent.scheduler import Prober, Scheduler
 from agent.secret import Secret
 from agent.state import Policy
-from agent.store.base import Conflict, Record, Store
+from agent.store.base import Store
 from agent.store.sqlite import SqliteStore
+from agent.store.tokens import StoreTokens
+from agent.views import DocCache, Unhealthy
 
 log = logging.getLogger(__name__)
 
@@ -55,80 +57,6 @@ def notify_tick(config: Config) -> float:
     """Seconds between notifier ticks: a quarter of notify.coalesce (the shortest delay the
     notifier owes anyone), bounded, so a short coalesce is honoured without busy-looping."""
     return min(NOTIFY_TICK, max(NOTIFY_TICK_MIN, config.notify.coalesce / 4))
-
-
-def notify_problems(config: Config) -> list[str]:
-    """What `syncwatch run` refuses to start with in the notify settings and templates."""
-    return config_problems(config)
-
-
-class DocCache(HealthListener):
-    """API documents rendered once; a health change of an account drops its status and
-    its owner's banner, so the next poll renders them again."""
-
-    def __init__(self) -> None:
-        self.accounts: dict[str, Rendered] = {}
-        self.owners: dict[str, Rendered] = {}
-
-    def health_changed(
-        self, account: Account, old: ServiceHealth | None, new: ServiceHealth | None
-    ) -> None:
-        self.accounts.pop(account.id, None)
-        self.owners.pop(account.owner.id, None)
-
-    def clear(self) -> None:
-        self.accounts.clear()
-        self.owners.clear()
-
-
-class Unhealthy(HealthListener):
-    """The ids of accounts with a service not ok, kept as health changes."""
-
-    def __init__(self) -> None:
-        self._bad: dict[str, set[Service]] = {}
-
-    @property
-    def ids(self) -> list[str]:
-        return list(self._bad)
-
-    def health_changed(
-        self, account: Account, old: ServiceHealth | None, new: ServiceHealth | None
-    ) -> None:
-        h = new or old
-        if h is None:
-            return
-        bad = self._bad.setdefault(account.id, set())
-        if new is not None and new.state is not State.OK:
-            bad.add(h.service)
-        else:
-            bad.discard(h.service)
-        if not bad:
-            del self._bad[account.id]
-
-
-class StoreTokens:
-    """Rotated OAuth refresh tokens, kept in the store so a rotation is never lost."""
-
-    NAMESPACE = "oauth_refresh"
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def get(self, account_id: str) -> str | None:
-        value = self._store.get_record(self.NAMESPACE, account_id).value
-        token = value.get("token")
-        return str(token) if token else None
-
-    def put(self, account_id: str, token: str) -> None:
-        for _ in range(3):
-            current = self._store.get_record(self.NAMESPACE, account_id)
-            try:
-                self._store.put_record(
-                    Record(self.NAMESPACE, account_id, {"token": token}, current.version)
-                )
-                return
-            except Conflict:  # a concurrent rotation: read again and retry
-                continue
 
 
 @dataclass
@@ -344,7 +272,7 @@ class App:
                 self.metrics.reload_ok.set(0)
                 log.error("reload rejected, keeping the running config: %s", e)
                 return False, str(e)
-            problems = await asyncio.to_thread(notify_problems, config)
+            problems = await asyncio.to_thread(config_problems, config)
             if problems:
                 # a broken template accepted here would fail every notifier tick
                 message = "; ".join(f"{config.path}: {p}" for p in problems)
@@ -480,10 +408,6 @@ class App:
 def _checked_at(healths: Any, clock: Callable[[], float]) -> float:
     times = [h.last_probe_at for h in healths if isinstance(h, ServiceHealth) and h.last_probe_at]
     return max(times) if times else clock()
-
-
-def account_is_ok(app: App, account_id: str) -> bool:
-    return all(h.state is State.OK for h in app.monitor.healths(account_id).values())
 
 
 async def serve(config_path: Path, *, config: Config | None = None) -> int:
