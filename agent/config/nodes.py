@@ -88,6 +88,9 @@ def compose_yaml(text: str, file: str) -> Node | None:
     return _from_yaml(root, file, yaml.constructor.SafeConstructor(), set())
 
 
+_STR = "tag:yaml.org,2002:str"
+
+
 def _from_yaml(
     node: yaml.Node, file: str, cons: yaml.constructor.SafeConstructor, stack: set[int]
 ) -> Node:
@@ -125,6 +128,8 @@ def _from_yaml(
         out = Node([_from_yaml(v, file, cons, stack) for v in node.value], line)
         stack.discard(id(node))
         return out
+    if node.tag == _STR:
+        return Node(node.value, line)  # most scalars: no constructor needed
     try:
         value = cons.construct_object(node, deep=True)
     except yaml.YAMLError as e:
