@@ -25,6 +25,7 @@ from agent.api import RecheckLimited, Rendered, make_app
 from agent.banner import account_status, owner_banner, reconnect_url
 from agent.config.load import ConfigError, load_config
 from agent.config.types import Account, Config
+from agent.gcpause import paused_gc
 from agent.inventory import Inventory, InventoryError, inventory_for
 from agent.metrics import Metrics
 from agent.model import ProbeResult, Service, ServiceHealth
@@ -319,9 +320,16 @@ class App:
         """/metrics: a copy of the health taken on the loop, rendered in a thread, so a
         scrape of a large fleet does not hold the scheduler up for its whole length."""
         self._before_scrape()
-        health = self.monitor.health
-        items = [(a, dict(health.get(i, {}))) for i, a in self.monitor.accounts.items()]
-        return await asyncio.to_thread(self.metrics.render, items)
+        accounts, health = self.monitor.accounts, self.monitor.health
+
+        def render() -> bytes:
+            with paused_gc():
+                # list(d.items()) and dict(d) copy in one step each (the GIL is held): a
+                # consistent view even while the loop goes on changing the health
+                items = [(a, dict(health.get(i, ()))) for i, a in list(accounts.items())]
+                return self.metrics.render(items)
+
+        return await asyncio.to_thread(render)
 
     def _reconnect_url(self, account: Account) -> str:
         return reconnect_url(self.config.portal.reconnect_url, account)
