@@ -64,8 +64,6 @@ class Rendered:
         }
 
 
-
-
 def _send(request: web.Request, doc: Rendered) -> web.Response:
     inm = request.headers.get("If-None-Match")
     if inm is not None and doc.etag in _etags(inm):
