@@ -83,18 +83,25 @@ class Monitor:
         self.by_owner.setdefault(acc.owner.id, set()).add(acc.id)
         services = acc.services()
         current = self.health.setdefault(acc.id, {})
-        stored = self._stored.pop(acc.id, {})
-        for service, h in stored.items():
-            if service in services:
-                current.setdefault(service, h)
+        # Listeners keep counts by account (provider, owner): tell them the account's
+        # services left with the old details, then arrived with the new ones. A service
+        # whose account details did not change is not told again (counted once).
+        moved = old is not None and (old.provider, old.owner) != (acc.provider, acc.owner)
         for service in list(current):
             if service not in services:
-                gone = current.pop(service)
-                self._notify_health(acc, gone, None)
+                self._notify_health(old or acc, current.pop(service), None)
+            elif moved:
+                assert old is not None
+                self._notify_health(old, current[service], None)
+                self._notify_health(acc, None, current[service])
+        for service, h in self._stored.pop(acc.id, {}).items():
+            if service in services and service not in current:
+                current[service] = h
+                self._notify_health(acc, None, h)
         for service in services:
             if service not in current:
                 current[service] = ServiceHealth(account_id=acc.id, service=service)
-            self._notify_health(acc, None, current[service])
+                self._notify_health(acc, None, current[service])
         if old is None:
             return True
         # new credentials or settings (host, port, TLS...) are probed at once

@@ -107,3 +107,36 @@ def test_new_credentials_are_applied_and_old_results_dropped(tmp_path: Path) -> 
     assert m.apply(old, _result(old, Service.IMAP, clock.now, Cause.AUTH_FAILED)) is None
     assert m.healths("acc-1")[Service.IMAP].last_probe_at is None
     store.close()
+
+
+def test_reinstalling_an_account_counts_its_services_once(tmp_path: Path) -> None:
+    """A reload installs every account again: the fleet gauge must not grow with it."""
+    from dataclasses import replace
+
+    from agent.metrics import Metrics
+
+    clock = Clock()
+    store = SqliteStore.open(tmp_path / "s.sqlite3")
+    metrics = Metrics()
+    m = Monitor(store, Policy(), clock=clock, listeners=[metrics])
+    acc = _account()
+    m.set_accounts([acc])
+    m.apply(acc, _result(acc, Service.IMAP, clock.now, Cause.TIMEOUT))
+    m.apply(acc, _result(acc, Service.SMTP, clock.now, None))
+    expected = {
+        ("imap", "generic", "degraded", "timeout"): 1,
+        ("smtp", "generic", "ok", ""): 1,
+    }
+    assert metrics.fleet() == expected
+    for _ in range(3):
+        m.set_accounts([_account()])  # a reload: the same account, a new object
+    assert metrics.fleet() == expected
+    moved = replace(_account(), provider="gmail")  # the provider changed
+    m.set_accounts([moved])
+    assert metrics.fleet() == {
+        ("imap", "gmail", "degraded", "timeout"): 1,
+        ("smtp", "gmail", "ok", ""): 1,
+    }
+    m.set_accounts([])
+    assert metrics.fleet() == {}
+    store.close()
