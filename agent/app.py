@@ -60,6 +60,10 @@ def notify_tick(config: Config) -> float:
     return min(NOTIFY_TICK, max(NOTIFY_TICK_MIN, config.notify.coalesce / 4))
 
 
+class StartError(Exception):
+    """The daemon cannot start (e.g. its port is taken); the message says why."""
+
+
 @dataclass
 class Options:
     clock: Callable[[], float] = time.time
@@ -135,6 +139,9 @@ class App:
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
+        """Listen first (a taken port stops here, before anything else runs), then load the
+        state, install the inventory and start probing. Raises StartError."""
+        await self._serve_http()
         self.monitor.load()
         accounts: Sequence[Account] = self.config.accounts
         if self.config.inventory_http is not None:
@@ -145,7 +152,6 @@ class App:
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="flush"))
         if self.config.inventory_http is not None:
             self._tasks.append(asyncio.create_task(self._inventory_loop(), name="inventory"))
-        await self._serve_http()
         if not self.config.api.tokens:
             log.warning("api.tokens is empty: every /api/v1 call answers 401")
         self._ready = True
@@ -177,9 +183,12 @@ class App:
             host, _, port = listen.rpartition(":")
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
-            await site.start()
             self._runners.append(runner)
+            site = web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port))
+            try:
+                await site.start()
+            except OSError as e:
+                raise StartError(f"cannot listen on {listen}: {e.strerror or e}") from None
 
     def _install(self, accounts: Sequence[Account]) -> None:
         self.docs.clear()
@@ -426,7 +435,12 @@ async def serve(config_path: Path, *, config: Config | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(app.reload()))
-    await app.start()
+    try:
+        await app.start()
+    except StartError as e:
+        log.error("%s", e)
+        await app.stop()
+        return 2
     try:
         await stop.wait()
     finally:

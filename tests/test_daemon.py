@@ -195,3 +195,24 @@ def test_bad_reload_keeps_running_config(daemon: Daemon) -> None:
     code, doc = daemon.json("POST", "/-/reload", token=None)
     assert code == 200, doc
     assert "syncwatch_config_last_reload_successful 1.0" in daemon.metrics()
+
+
+def test_a_taken_port_stops_the_daemon_with_a_clear_error(daemon: Daemon, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    daemon.start()
+    second = tmp_path / "second"
+    second.mkdir()
+    config = daemon.path.read_text().replace(str(daemon.dir / "state.sqlite3"), str(second / "s"))
+    (second / "agent.yaml").write_text(config)
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--config", str(second / "agent.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr
+    assert f"cannot listen on 127.0.0.1:{daemon.port}" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert daemon.get("/-/ready", token=None)[0] == 200  # the first one is untouched
