@@ -13,9 +13,8 @@ from typing import Any
 
 import click
 
+from agent.cli import config_option, load_config_or_exit
 from agent.store.base import OutboxItem, Store
-
-DEFAULT_CONFIG = Path("syncwatch.yml")
 
 
 def _iso(t: float | None) -> str | None:
@@ -60,28 +59,22 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 @click.command("notifications")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="The agent's config file (its store.path is read).",
-)
+@config_option
 @click.option("--account", "account_id", default=None, help="Only rows naming this account.")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array instead of a table.")
 @click.option("--limit", default=200, show_default=True, help="Newest rows to show.")
 def notifications_command(
     config_path: Path, account_id: str | None, as_json: bool, limit: int
 ) -> None:
-    """List owner and SRE notifications: sent, pending (with the next attempt), given up."""
-    from agent.config.load import ConfigError, load_config
+    """List owner and SRE notifications: sent, pending (with the next attempt), given up.
+
+    Exit 0, or 2 when the config is invalid."""
     from agent.store.sqlite import SqliteStore
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from e
+    config = load_config_or_exit(config_path, notify=False)
+    if not config.store.path.exists():  # listing creates nothing
+        click.echo("no notifications (no state yet at " + str(config.store.path) + ")")
+        return
     store = SqliteStore.open(config.store.path)
     try:
         rows = listing(store, account_id, limit)
