@@ -54,7 +54,7 @@ ACCOUNTS: tuple[DemoAccount, ...] = (
         "alice",
         Fault.PASSWORD,
         False,
-        story="healthy; changes her password at the provider at +30s, reconnects at +90s",
+        story="healthy; changes her password at the provider, then reconnects (timeline below)",
     ),
     DemoAccount("bob", Fault.PASSWORD, False, story="healthy all along"),
     DemoAccount(
