@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,7 +352,7 @@ class App:
             account,
             healths,
             reconnect_url=self._reconnect_url(account),
-            checked_at=_checked_at(healths.values(), self._clock),
+            checked_at=_checked_at(healths.values()),
         )
 
     def owner_banner(self, owner_id: str) -> dict[str, Any]:
@@ -362,7 +362,7 @@ class App:
             owner_id,
             pairs,
             reconnect_url_for=self._reconnect_url,
-            checked_at=_checked_at((h for _, hs in pairs for h in hs.values()), self._clock),
+            checked_at=_checked_at(h for _, hs in pairs for h in hs.values()),
         )
 
     # Rendered documents, cached until the health behind them changes (DocCache).
@@ -422,9 +422,10 @@ class App:
         return self.notifier.release_burst(provider)
 
 
-def _checked_at(healths: Any, clock: Callable[[], float]) -> float:
-    times = [h.last_probe_at for h in healths if isinstance(h, ServiceHealth) and h.last_probe_at]
-    return max(times) if times else clock()
+def _checked_at(healths: Iterable[ServiceHealth]) -> float | None:
+    """When the newest of these checks ran; None while none has run yet."""
+    times = [h.last_probe_at for h in healths if h.last_probe_at]
+    return max(times) if times else None
 
 
 async def serve(config_path: Path, *, config: Config | None = None) -> int:

@@ -144,7 +144,7 @@ def account_status(
     healths: Mapping[Service, ServiceHealth],
     *,
     reconnect_url: str,
-    checked_at: float,
+    checked_at: float | None,
 ) -> dict[str, Any]:
     """GET /api/v1/accounts/{id}/status: the account's state, its banner (or null) and
     every service's health."""
@@ -179,7 +179,7 @@ def owner_banner(
     accounts: Sequence[tuple[Account, Mapping[Service, ServiceHealth]]],
     *,
     reconnect_url_for: Callable[[Account], str],
-    checked_at: float,
+    checked_at: float | None,
 ) -> dict[str, Any]:
     """GET /api/v1/owners/{id}/banner: one banner for everything an owner connected.
     Accounts of other owners are ignored; an unknown owner gets `"show": false`."""
