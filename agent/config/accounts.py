@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from agent.config import nodes as n
 from agent.config.apprise_check import apprise_url
@@ -233,24 +234,29 @@ def _username(s: Section, fallback: str | None) -> str:
     return s.opt("username", n.string, fallback)
 
 
+def _login(s: Section, has_oauth2: bool, address: str | None) -> dict[str, Any]:
+    """What every service's settings share: who logs in, how, over what TLS, how long."""
+    username = _username(s, address)
+    auth, password = _auth(s, has_oauth2)
+    no_scopes: tuple[str, ...] = ()
+    return {
+        "username": username,
+        "auth": auth,
+        "password": password,
+        "tls": _tls(s),
+        "timeout": s.opt("timeout", n.duration(), DEFAULT_TIMEOUT),
+        "scopes": s.opt("scopes", n.string_list, no_scopes),
+    }
+
+
 def _mail(service: Service, has_oauth2: bool, address: str | None) -> n.Reader[MailServer]:
     def read(ctx: Ctx, node: Node, path: str) -> MailServer:
         s = Section(ctx, node, path, MAIL_KEYS)
         hostname = s.req("host", n.host)
         security = s.opt("security", n.enum(Security), Security.TLS)
         port = s.opt("port", n.integer(1, 65535), DEFAULT_PORTS[service][security])
-        username = _username(s, address)
-        auth, password = _auth(s, has_oauth2)
         return MailServer(
-            host=hostname,
-            port=port,
-            security=security,
-            username=username,
-            auth=auth,
-            password=password,
-            tls=_tls(s),
-            timeout=s.opt("timeout", n.duration(), DEFAULT_TIMEOUT),
-            scopes=s.opt("scopes", n.string_list, ()),
+            host=hostname, port=port, security=security, **_login(s, has_oauth2, address)
         )
 
     return read
@@ -260,17 +266,11 @@ def _caldav(has_oauth2: bool, address: str | None) -> n.Reader[CalDavServer]:
     def read(ctx: Ctx, node: Node, path: str) -> CalDavServer:
         s = Section(ctx, node, path, CALDAV_KEYS)
         url = s.req("url", n.url("https", "http"))
-        username = _username(s, address)
-        auth, password = _auth(s, has_oauth2)
+        login = _login(s, has_oauth2, address)
         return CalDavServer(
             url=url,
-            username=username,
-            auth=auth,
-            password=password,
-            tls=_tls(s),
-            timeout=s.opt("timeout", n.duration(), DEFAULT_TIMEOUT),
             calendar_url=s.opt("calendar_url", n.url("https", "http"), None),
-            scopes=s.opt("scopes", n.string_list, ()),
+            **login,
         )
 
     return read
