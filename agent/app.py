@@ -106,7 +106,6 @@ class App:
         self.notifier = Notifier.from_config(
             config, self.store, clock=self._clock, worker_id=self.options.worker_id
         )
-        self.monitor.on_transition.append(self.notifier.on_transition)
         self.inventory: Inventory = inventory_for(config, self.options.environ)
         self._recheck_at: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []

@@ -5,7 +5,7 @@ are handed to whoever listens (the notifier, metrics)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from agent.config.types import Account
@@ -14,9 +14,6 @@ from agent.state import Policy, advance, breaker_blocks, confirm_shared, reset_b
 from agent.store.base import Conflict, Store
 
 log = logging.getLogger(__name__)
-
-Healths = Mapping[Service, ServiceHealth]
-TransitionListener = Callable[[Account, Transition, Healths], None]
 
 
 class HealthListener:
@@ -44,7 +41,6 @@ class Monitor:
         self.policy = policy
         self._clock = clock
         self._listeners = list(listeners)
-        self.on_transition: list[TransitionListener] = []
         self.accounts: dict[str, Account] = {}
         self.health: dict[str, dict[Service, ServiceHealth]] = {}
         self.by_owner: dict[str, set[str]] = {}
@@ -243,12 +239,6 @@ class Monitor:
             self.store.close_incident(t.account_id, t.service, t.at)
         for listener in self._listeners:
             listener.transition(account, t)
-        healths = self.healths(account.id)
-        for fn in self.on_transition:
-            try:
-                fn(account, t, healths)
-            except Exception:
-                log.exception("transition listener failed account=%s", t.account_id)
 
     def _notify_health(
         self, account: Account, old: ServiceHealth | None, new: ServiceHealth | None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config.types import Account, Config, NotifySettings, Owner, OwnerSettings, PortalSettings
-from agent.model import Service, ServiceHealth, Transition
+from agent.model import Service, ServiceHealth
 from agent.notify.backoff import next_attempt
 from agent.notify.planner import BurstHold, Intent, Kind, OwnerIncident, Plan, decide, groups
 from agent.notify.render import context, environment, fill, render, resolve_templates_dir
@@ -49,7 +49,6 @@ class NotifyStats:
     outbox_pending: int = 0
     outbox_oldest_pending_age: float = 0.0
     burst_active: dict[str, bool] = field(default_factory=dict)
-    wake_at: float | None = None  # plan again by then at the latest
     _taken: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def count(self, kind: str, result: str, n: int = 1) -> None:
@@ -132,21 +131,6 @@ class Notifier:
         )
 
     # --- inputs --------------------------------------------------------------------------
-    def on_transition(
-        self, account: Account, transition: Transition, healths: Mapping[Service, ServiceHealth]
-    ) -> None:
-        """Told of every state change. Decisions are made from stored health in `plan`
-        (so a restart decides the same); this only asks for an early plan."""
-        self.stats.wake_at = transition.at
-        log.debug(
-            "notify transition account=%s service=%s %s->%s cause=%s",
-            account.id,
-            transition.service.value,
-            transition.old.value,
-            transition.new.value,
-            transition.cause.value if transition.cause else "-",
-        )
-
     def account_removed(self, account_id: str) -> int:
         """The account left the inventory: drop pending rows that name only it."""
         return self._drop({account_id}, self._clock())
@@ -219,7 +203,6 @@ class Notifier:
                 old = sre_records.get(account_id) or Record(NS_SRE, account_id)
                 self._put(replace(old, value={"since": since}))
         self._refresh(now)
-        self.stats.wake_at = plan.wake_at
         return plan
 
     def open_owners(self) -> set[str]:
