@@ -161,6 +161,13 @@ class Metrics(HealthListener):
             registry=r,
         )
         self.in_flight = Gauge("syncwatch_probes_in_flight", "Probes running now.", registry=r)
+        self.last_probe_finished = Gauge(
+            "syncwatch_probes_last_finished_timestamp_seconds",
+            "When the last probe finished; the agent's start time until one has.",
+            registry=r,
+        )
+        self._last_finished = time.time()
+        self.last_probe_finished.set(self._last_finished)
         self.scheduler_last_run = Gauge(
             "syncwatch_scheduler_last_run_timestamp_seconds",
             "When the scheduler loop last ran.",
@@ -232,6 +239,10 @@ class Metrics(HealthListener):
     def probed(self, account: Account, result: ProbeResult) -> None:
         outcome = "success" if result.failure is None else result.failure.cause.value
         self.probes.labels(result.service.value, account.provider, outcome).inc()
+        finished = result.started_at + result.duration_seconds
+        if finished > self._last_finished:
+            self._last_finished = finished
+            self.last_probe_finished.set(finished)
         self.probe_duration.labels(result.service.value, account.provider).observe(
             result.duration_seconds
         )

@@ -546,8 +546,13 @@ def _endless_literal(wfile: BinaryIO) -> None:
 
 
 def _flood(wfile: BinaryIO) -> None:
+    # Well-formed lines without end. More than loopback's socket buffers hold, so the server is
+    # still writing when the client gives up: had it closed first, with the client's command
+    # unread, the kernel would reset the connection and the client might see the reset first.
     wfile.write(b"* OK ready\r\n")
-    wfile.write(b"* 1 EXISTS\r\n" * 100_000)
+    chunk = b"* 1 EXISTS\r\n" * 5000
+    for _ in range(800):  # 48 MB
+        wfile.write(chunk)
 
 
 def _trickle(wfile: BinaryIO) -> None:
