@@ -1,6 +1,7 @@
 """Prometheus metrics. Fleet and agent metrics are prometheus-client collectors; the
-per-account series are pre-rendered text kept up to date as health changes, so a scrape
-of 100,000 accounts is a join of strings, not 500,000 sample objects.
+per-account series are rendered at scrape time straight from the health, so a scrape of
+100,000 accounts is one pass of string concatenation, not 500,000 sample objects, and
+nothing is kept per account between scrapes.
 
 Names, types and labels are the contract in README.md (Metrics). No email address ever
 becomes a label: accounts are named by their opaque id.
