@@ -32,7 +32,7 @@ class Backend(Protocol):
 
     def api_tokens(self) -> Sequence[Secret]: ...
 
-    async def metrics_body(self) -> bytes: ...
+    async def metrics_chunks(self) -> list[bytes]: ...
 
     async def reload(self) -> tuple[bool, str]: ...
 
@@ -95,9 +95,16 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
 
     app = web.Application()
 
-    async def metrics(_: web.Request) -> web.Response:
-        body = await backend.metrics_body()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        chunks = await backend.metrics_chunks()
+        resp = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE})
+        resp.content_length = sum(map(len, chunks))
+        await resp.prepare(request)
+        if request.method != "HEAD":
+            for chunk in chunks:
+                await resp.write(chunk)
+        await resp.write_eof()
+        return resp
 
     async def healthy(_: web.Request) -> web.Response:
         return web.Response(text="Healthy\n")

@@ -324,18 +324,18 @@ class App:
         self._before_scrape()
         return self.metrics.render()
 
-    async def metrics_body(self) -> bytes:
-        """/metrics: a copy of the health taken on the loop, rendered in a thread, so a
-        scrape of a large fleet does not hold the scheduler up for its whole length."""
+    async def metrics_chunks(self) -> list[bytes]:
+        """/metrics: a copy of the health taken in a thread and rendered there, so a scrape
+        of a large fleet does not hold the scheduler up for its whole length."""
         self._before_scrape()
         accounts, health = self.monitor.accounts, self.monitor.health
 
-        def render() -> bytes:
+        def render() -> list[bytes]:
             with paused_gc():
                 # list(d.items()) and dict(d) copy in one step each (the GIL is held): a
                 # consistent view even while the loop goes on changing the health
                 items = [(a, dict(health.get(i, ()))) for i, a in list(accounts.items())]
-                return self.metrics.render(items)
+                return self.metrics.render_chunks(items)
 
         return await asyncio.to_thread(render)
 

@@ -255,14 +255,20 @@ class Metrics(HealthListener):
         ).inc()
 
     # --- exposition ---------------------------------------------------------------------
+    def render_chunks(
+        self, items: Iterable[tuple[Account, Mapping[Service, ServiceHealth]]] | None = None
+    ) -> list[bytes]:
+        """The exposition, in pieces to write one after another (joining 86 MB at 100,000
+        accounts would cost another copy). `items`: a copy of the health to render (so a
+        thread can render it while the event loop goes on); default: the live snapshot."""
+        with paused_gc():  # half a million strings: nothing for the cyclic GC to find
+            head = generate_latest(self.registry)
+            return [head, *(part.encode() for part in self.accounts_series.render(items))]
+
     def render(
         self, items: Iterable[tuple[Account, Mapping[Service, ServiceHealth]]] | None = None
     ) -> bytes:
-        """The exposition. `items`: a copy of the health to render (so a thread can render
-        it while the event loop goes on); default: the live snapshot."""
-        with paused_gc():  # half a million strings: nothing for the cyclic GC to find
-            head = generate_latest(self.registry)
-            return head + "".join(self.accounts_series.render(items)).encode()
+        return b"".join(self.render_chunks(items))
 
     def fleet(self) -> dict[tuple[str, str, str, str], int]:
         return dict(self._fleet)

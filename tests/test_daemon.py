@@ -182,6 +182,12 @@ def test_api_errors_and_etag(daemon: Daemon) -> None:
     code, spec = daemon.json("GET", "/api/v1/openapi.json", token=None)
     assert code == 200 and "/api/v1/users/{owner_id}/banner" in spec["paths"]
     assert daemon.get("/-/healthy", token=None)[0] == 200
+    # /metrics is written in pieces: its length is announced up front, and HEAD sends none
+    status, headers, body = daemon.request("GET", "/metrics", token=None)
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert int(headers["Content-Length"]) == len(body) and b"syncwatch_build_info{" in body
+    status, headers, body = daemon.request("HEAD", "/metrics", token=None)
+    assert status == 200 and body == b"" and int(headers["Content-Length"]) > 1000
 
 
 def test_bad_reload_keeps_running_config(daemon: Daemon) -> None:
