@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -52,8 +53,9 @@ def _markdown(
         "",
         f"Made by `{command}` on {started} (commit {_git_head()}), in {took:.0f} s.",
         "",
-        f"Machine: 2 cores shared by the agent, Dovecot and the load generators (and, while "
-        f"this ran, other engineers' test runs: load average {load} at the start), Python "
+        f"Machine: {os.cpu_count()} cores shared by the agent, Dovecot and the load "
+        f"generators (load average {load} at the start; a virtual machine whose speed "
+        f"drifts during a run), Python "
         f"{platform.python_version()}. All traffic is on 127.0.0.1. Absolute numbers are "
         "noisy here; each figure is set beside a baseline measured in the same run, and the "
         "ratio is what to compare between runs.",
