@@ -17,6 +17,7 @@ import datetime
 import importlib
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -75,8 +76,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+# the local part of an email address; the domain stays (it says which provider)
+_EMAIL_LOCAL = re.compile(r"(?<![\w.%+-])([\w%+-])[\w.%+-]*@(?=[\w-]+\.)")
+
+
 class _RedactingFilter(logging.Filter):
-    """Last line of defence: every known secret is cut out of every log line."""
+    """Last line of defence: every known secret is cut out of every log line, and email
+    addresses (Apprise logs its recipients) are shortened to a***@example.com."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,7 +90,7 @@ class _RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        clean = self.redact(message)
+        clean = _EMAIL_LOCAL.sub(r"\1***@", self.redact(message))
         if clean != message:
             record.msg, record.args = clean, None
         return True

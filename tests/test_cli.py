@@ -277,6 +277,16 @@ def test_json_logs_are_one_object_per_line_and_redacted(capsys: pytest.CaptureFi
     assert doc["msg"] == "probe done with <redacted>"
 
 
+def test_logs_shorten_email_addresses(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "text")
+    logging.getLogger("apprise").info("Sent Email to dave.smith+crm@example.com")
+    logging.getLogger("agent.test").info("to <a@b.example.org>, x@y.io; not: me@localhost, @z.com")
+    err = capsys.readouterr().err
+    assert "Sent Email to d***@example.com" in err
+    assert "to <a***@b.example.org>, x***@y.io; not: me@localhost, @z.com" in err
+    assert "dave" not in err.replace("d***@", "")
+
+
 def test_text_logs(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("warning", "text")
     logging.getLogger("agent.test").warning("inventory: %d accounts skipped", 3)

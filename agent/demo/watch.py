@@ -61,7 +61,7 @@ class Watcher:
         if self.last.get(account_id) != key:
             before = self.last.get(account_id)
             self.last[account_id] = key
-            arrow = "" if before is None else f"{before[0]} -> "
+            arrow = "" if before is None or before[0] == state else f"{before[0]} -> "
             self.say(f"{self.stamp()} {account_id:10} {arrow}{describe(doc)}")
 
     async def poll_once(self) -> None:
