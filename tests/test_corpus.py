@@ -11,6 +11,7 @@ it the tests skip.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -30,7 +31,11 @@ from tests.servers.replay import (
     run_unreachable,
 )
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "provider-failures.yaml"
+# beside the clone (../shared/corpus), or wherever SYNCWATCH_CORPUS says
+CORPUS = Path(
+    os.environ.get("SYNCWATCH_CORPUS")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "provider-failures.yaml"
+)
 
 
 def _load() -> list[dict[str, Any]]:
