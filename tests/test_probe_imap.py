@@ -417,6 +417,100 @@ async def test_scripted_good_server_is_ok(
     assert result.ok, result.failure
 
 
+def recording_server(
+    caps_in_greeting: bool, chunks: list[bytes], replies: dict[str, list[str]]
+) -> Handler:
+    """GOOD_LOGIN-like server that records each chunk it reads, then answers every complete
+    command line in it, in order, with one write per chunk (as Dovecot does)."""
+    caps = "[CAPABILITY IMAP4rev1 AUTH=PLAIN QUOTA] " if caps_in_greeting else ""
+
+    def handler(rfile: BinaryIO, wfile: BinaryIO) -> None:
+        sock = rfile.raw._sock  # type: ignore[attr-defined]
+        sock.sendall(f"* OK {caps}IMAP ready\r\n".encode())
+        buf = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            chunks.append(data)
+            buf += data
+            out: list[str] = []
+            while b"\r\n" in buf:
+                raw, buf = buf.split(b"\r\n", 1)
+                tag, name = [*raw.decode().split(" ", 2), ""][:2]
+                lines = replies.get(name.upper(), ["{tag} BAD unknown"])
+                out += [line.replace("{tag}", tag) for line in lines]
+            sock.sendall("".join(f"{line}\r\n" for line in out).encode())
+
+    return handler
+
+
+QUOTA_LOGIN = dict(
+    GOOD_LOGIN,
+    LOGIN=["{tag} OK [CAPABILITY IMAP4rev1 QUOTA] Logged in"],
+    GETQUOTAROOT=['* QUOTAROOT INBOX ""', '* QUOTA "" (STORAGE 10 1000)', "{tag} OK done"],
+)
+
+
+async def test_capabilities_in_the_greeting_save_the_capability_command(
+    scripted: Callable[[Handler], ScriptedServer],
+) -> None:
+    chunks: list[bytes] = []
+    server = scripted(recording_server(True, chunks, QUOTA_LOGIN))
+    result = await run(account_at(server.port))
+    assert result.ok, result.failure
+    sent = b"".join(chunks)
+    assert b"CAPABILITY" not in sent
+    assert "capability" in [s.name for s in result.steps]
+
+
+async def test_capability_is_asked_when_the_greeting_has_none(
+    scripted: Callable[[Handler], ScriptedServer],
+) -> None:
+    chunks: list[bytes] = []
+    server = scripted(recording_server(False, chunks, QUOTA_LOGIN))
+    result = await run(account_at(server.port))
+    assert result.ok, result.failure
+    assert chunks[0].split(b" ", 1)[1] == b"CAPABILITY\r\n"
+
+
+async def test_select_quota_noop_logout_go_out_in_one_write(
+    scripted: Callable[[Handler], ScriptedServer],
+) -> None:
+    """After LOGIN the probe pipelines the rest; the server's replies to all four arrive in
+    one read (LOGOUT's `* BYE` beside NOOP's OK), and that is still a working account."""
+    chunks: list[bytes] = []
+    server = scripted(recording_server(True, chunks, QUOTA_LOGIN))
+    result = await run(account_at(server.port))
+    assert result.ok, result.failure
+    names = [c.split(b" ")[1] for c in chunks[-1].strip().split(b"\r\n")]
+    assert names == [b"SELECT", b"GETQUOTAROOT", b"NOOP", b"LOGOUT"]
+    assert [s.name for s in result.steps][-4:] == ["select", "quota", "noop", "logout"]
+
+
+async def test_pipelined_over_quota_is_seen(
+    scripted: Callable[[Handler], ScriptedServer],
+) -> None:
+    replies = dict(QUOTA_LOGIN)
+    replies["GETQUOTAROOT"] = [
+        '* QUOTAROOT INBOX ""',
+        '* QUOTA "" (STORAGE 1000 1000)',
+        "{tag} OK done",
+    ]
+    ev = await evidence(account_at(scripted(recording_server(True, [], replies)).port))
+    assert (ev.stage, ev.text) == ("quota", "[OVERQUOTA] quota full: STORAGE 1000 of 1000")
+
+
+async def test_pipelined_select_refusal_decides(
+    scripted: Callable[[Handler], ScriptedServer],
+) -> None:
+    replies = dict(QUOTA_LOGIN)
+    replies["SELECT"] = ["{tag} NO [SERVERBUG] Internal error"]
+    replies["NOOP"] = ["* BYE shutting down"]
+    ev = await evidence(account_at(scripted(recording_server(True, [], replies)).port))
+    assert (ev.stage, ev.status, ev.text) == ("select", "NO", "[SERVERBUG] Internal error")
+
+
 async def test_password_echoed_by_server_never_shows(
     scripted: Callable[[Handler], ScriptedServer],
 ) -> None:

@@ -1,6 +1,11 @@
 """IMAP probe: connect, TLS, greeting, CAPABILITY, STARTTLS, LOGIN or XOAUTH2, SELECT INBOX
 (must be read-write), GETQUOTAROOT (when offered), NOOP, LOGOUT.
 
+Round trips are what a probe costs, on both ends: capabilities announced in the greeting
+are used instead of asking (not across STARTTLS), and everything after LOGIN goes out in
+one write, its replies read in order. LOGIN itself is never pipelined: a refused login must
+not be followed by commands a provider would count against the account.
+
 The client is aioimaplib behind `imap_transport.SafeImapProtocol`, which caps what a server
 may send. Every failure is raised as ProbeError(Evidence(protocol="imap", stage=<step>,
 status=OK|NO|BAD|BYE, text=<tagged reply text>, untagged=<untagged lines of the exchange>)).
@@ -22,10 +27,12 @@ from agent.probes.base import ProbeContext, ProbeError
 from agent.probes.errors import evidence_from_exception
 from agent.probes.imap_transport import (
     Broken,
+    PipedCommand,
     SafeImapProtocol,
+    finish_command,
     open_socket,
-    run_command,
     ssl_context,
+    start_command,
 )
 
 PROTOCOL = "imap"
@@ -102,7 +109,9 @@ async def _converse(
         greeting = await _greeting(proto)
     preauth = proto.state == _imap.AUTH
     with ctx.step("capability"):
-        caps = await _capability(proto, ctx)
+        # A server may announce its capabilities in the greeting (RFC 9051 7.1): one round
+        # trip saved. Before STARTTLS they only tell whether STARTTLS is offered.
+        caps = _caps_from((), greeting) or await _capability(proto, ctx)
     if server.security is Security.STARTTLS:
         with ctx.step("starttls"):
             await _starttls(proto, server, ctx, caps)
@@ -113,10 +122,30 @@ async def _converse(
             caps = await _login(proto, account, server, ctx, caps, refresh)
     else:
         ctx.log("*", f"PREAUTH greeting: {greeting}")
+    await _select_and_close(proto, ctx, quota="QUOTA" in caps)
+
+
+async def _select_and_close(proto: SafeImapProtocol, ctx: ProbeContext, quota: bool) -> None:
+    """SELECT INBOX, GETQUOTAROOT (when offered), NOOP and LOGOUT, pipelined in one write
+    (RFC 9051 5.5): none needs another's reply to be sent, and the server answers them in
+    order. The first reply that fails decides; LOGOUT goes out either way."""
+    if proto.bye is not None:
+        raise ProbeError(_ev("select", "BYE", proto.bye))
+    select = proto.command("SELECT", "INBOX")
+    getquota = proto.command("GETQUOTAROOT", "INBOX") if quota else None
+    noop, logout = proto.command("NOOP"), proto.command("LOGOUT")
+    cmds = [c for c in (select, getquota, noop, logout) if c is not None]
+    mark = len(proto.untagged)
+    try:
+        with proto.corked():
+            for cmd in cmds:
+                start_command(proto, cmd)
+    except Broken as b:
+        raise ProbeError(_broken("select", proto, b, mark)) from None
+    except _imap.AioImapException as e:
+        raise ProbeError(_ev("select", None, f"{type(e).__name__}: {e}"[:1000])) from None
     with ctx.step("select"):
-        status, text, untagged = await _exchange(
-            proto, "select", _imap.Command("SELECT", proto.new_tag(), "INBOX", loop=proto.loop)
-        )
+        status, text, untagged = await _finish(proto, "select", select, mark)
         if status != "OK":
             raise ProbeError(_ev("select", status, text, untagged))
         if "[READ-ONLY]" in text.upper() or "[READ-WRITE]" not in text.upper():
@@ -124,22 +153,20 @@ async def _converse(
                 _ev("select", status, f"INBOX is not writable (read-only): {text}", untagged)
             )
         proto.state = _imap.SELECTED
-    if "QUOTA" in caps:
+    if getquota is not None:
         with ctx.step("quota"):
-            await _quota(proto, ctx)
+            if select.bye is not None:
+                raise ProbeError(_ev("quota", "BYE", select.bye))
+            await _quota(proto, ctx, getquota)
     with ctx.step("noop"):
-        status, text, untagged = await _exchange(
-            proto, "noop", _imap.Command("NOOP", proto.new_tag(), loop=proto.loop)
-        )
-        if proto.bye is not None:
-            raise ProbeError(_ev("noop", "BYE", proto.bye, untagged))
+        status, text, untagged = await _finish(proto, "noop", noop)
+        bye = next((c.bye for c in cmds[:-1] if c.bye is not None), None)
+        if bye is not None:
+            raise ProbeError(_ev("noop", "BYE", bye, untagged))
         if status != "OK":
             raise ProbeError(_ev("noop", status, text, untagged))
-    with ctx.step("logout"), contextlib.suppress(ProbeError, TimeoutError, _imap.AioImapException):
-        await asyncio.wait_for(
-            _exchange(proto, "logout", _imap.Command("LOGOUT", proto.new_tag(), loop=proto.loop)),
-            LOGOUT_WAIT,
-        )
+    with ctx.step("logout"), contextlib.suppress(ProbeError, TimeoutError):
+        await asyncio.wait_for(_finish(proto, "logout", logout), LOGOUT_WAIT)
 
 
 async def _greeting(proto: SafeImapProtocol) -> str:
@@ -160,9 +187,7 @@ async def _greeting(proto: SafeImapProtocol) -> str:
 
 async def _capability(proto: SafeImapProtocol, ctx: ProbeContext) -> set[str]:
     mark = len(proto.untagged)
-    status, text, untagged = await _exchange(
-        proto, "capability", _imap.Command("CAPABILITY", proto.new_tag(), loop=proto.loop)
-    )
+    status, text, untagged = await _exchange(proto, "capability", proto.command("CAPABILITY"))
     if status != "OK":
         raise ProbeError(_ev("capability", status, text, untagged))
     return _caps_from(tuple(proto.untagged[mark:]), text)
@@ -185,9 +210,7 @@ async def _starttls(
 ) -> None:
     if "STARTTLS" not in caps:
         raise ProbeError(_ev("starttls", None, "server does not offer STARTTLS"))
-    status, text, untagged = await _exchange(
-        proto, "starttls", _imap.Command("STARTTLS", proto.new_tag(), loop=proto.loop)
-    )
+    status, text, untagged = await _exchange(proto, "starttls", proto.command("STARTTLS"))
     if status != "OK":
         raise ProbeError(_ev("starttls", status, text, untagged))
     loop = asyncio.get_running_loop()
@@ -221,21 +244,15 @@ async def _login(
         ).decode("ascii")
         ctx.redact.add(sasl)
         if "SASL-IR" in caps:
-            cmd = _imap.Command("AUTHENTICATE", proto.new_tag(), "XOAUTH2", sasl, loop=proto.loop)
+            cmd = proto.command("AUTHENTICATE", "XOAUTH2", sasl)
             scrub = sasl
         else:
             proto.auth_replies = [sasl]
-            cmd = _imap.Command("AUTHENTICATE", proto.new_tag(), "XOAUTH2", loop=proto.loop)
+            cmd = proto.command("AUTHENTICATE", "XOAUTH2")
             scrub = None
     else:
         password = server.password.reveal() if server.password is not None else ""
-        cmd = _imap.Command(
-            "LOGIN",
-            proto.new_tag(),
-            _imap.quoted(server.username),
-            _imap.quoted(password),
-            loop=proto.loop,
-        )
+        cmd = proto.command("LOGIN", _imap.quoted(server.username), _imap.quoted(password))
         scrub = _imap.quoted(password)
     mark = len(proto.untagged)
     status, text, untagged = await _exchange(proto, "login", cmd, scrub=scrub)
@@ -252,10 +269,8 @@ async def _login(
     raise ProbeError(_ev("login", status, text, untagged))
 
 
-async def _quota(proto: SafeImapProtocol, ctx: ProbeContext) -> None:
-    status, text, untagged = await _exchange(
-        proto, "quota", _imap.Command("GETQUOTAROOT", proto.new_tag(), "INBOX", loop=proto.loop)
-    )
+async def _quota(proto: SafeImapProtocol, ctx: ProbeContext, cmd: PipedCommand) -> None:
+    status, text, untagged = await _finish(proto, "quota", cmd)
     if status != "OK":
         ctx.log("*", f"GETQUOTAROOT refused ({status} {text}); quota not checked")
         return
@@ -275,38 +290,44 @@ async def _quota(proto: SafeImapProtocol, ctx: ProbeContext) -> None:
 
 
 async def _exchange(
-    proto: SafeImapProtocol, stage: str, cmd: _imap.Command, scrub: str | None = None
+    proto: SafeImapProtocol, stage: str, cmd: PipedCommand, scrub: str | None = None
 ) -> tuple[str, str, tuple[str, ...]]:
     """Run one command: (status, tagged text, untagged lines), or raise ProbeError."""
+    if proto.bye is not None:
+        raise ProbeError(_ev(stage, "BYE", proto.bye))
     mark = len(proto.untagged)
-    if proto.bye is not None and stage != "logout":
-        raise ProbeError(_ev(stage, "BYE", proto.bye, tuple(proto.untagged[mark:])))
+    proto.scrub = scrub
     try:
-        if scrub is not None:
-            resp = await _run_scrubbed(proto, cmd, scrub)
-        else:
-            resp = await run_command(proto, cmd)
+        start_command(proto, cmd)
     except Broken as b:
         raise ProbeError(_broken(stage, proto, b, mark)) from None
     except _imap.AioImapException as e:
         raise ProbeError(_ev(stage, None, f"{type(e).__name__}: {e}"[:1000])) from None
+    finally:
+        proto.scrub = None
+    return await _finish(proto, stage, cmd, mark)
+
+
+async def _finish(
+    proto: SafeImapProtocol, stage: str, cmd: PipedCommand, mark: int | None = None
+) -> tuple[str, str, tuple[str, ...]]:
+    """Wait for a sent command's reply: (status, tagged text, its untagged lines)."""
+    try:
+        resp = await finish_command(proto, cmd)
+    except Broken as b:
+        untagged = tuple(proto.untagged[mark:]) if mark is not None else tuple(cmd.untagged)
+        raise ProbeError(_broken(stage, proto, b, untagged)) from None
     lines = resp.lines
     last = lines[-1] if lines else b""
     text = last.decode("utf-8", errors="replace") if isinstance(last, bytes | bytearray) else ""
-    return str(resp.result), text[:1000], tuple(proto.untagged[mark:])
+    return str(resp.result), text[:1000], tuple(cmd.untagged)
 
 
-async def _run_scrubbed(proto: SafeImapProtocol, cmd: _imap.Command, scrub: str) -> _imap.Response:
-    # aioimaplib's execute() calls send(str(command)) without a scrub; hand it to ours.
-    proto.scrub = scrub
-    try:
-        return await run_command(proto, cmd)
-    finally:
-        proto.scrub = None
-
-
-def _broken(stage: str, proto: SafeImapProtocol, b: Broken, mark: int = 0) -> Evidence:
-    untagged = tuple(proto.untagged[mark:])
+def _broken(
+    stage: str, proto: SafeImapProtocol, b: Broken, untagged: int | tuple[str, ...] = 0
+) -> Evidence:
+    if isinstance(untagged, int):
+        untagged = tuple(proto.untagged[untagged:])
     if proto.bye is not None and b.network in ("eof", "reset"):
         return _ev(stage, "BYE", proto.bye, untagged)
     if b.exc is not None:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aioimaplib import aioimaplib as _imap
 
@@ -95,6 +95,11 @@ class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
         self.scrub: str | None = None  # a secret in the next command line, hidden in logs
         self.challenges: list[bytes] = []  # SASL challenges the server sent
         self.auth_replies: list[str] = []  # what to answer them with (then empty lines)
+        self.in_flight: list[PipedCommand] = []  # sent, reply not yet read
+        self._corked: list[bytes] | None = None
+
+    def command(self, name: str, *args: str) -> PipedCommand:
+        return PipedCommand(name, self.new_tag(), *args, loop=self.loop)
 
     # -- transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -119,7 +124,21 @@ class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
         secret = scrub or self.scrub
         shown = line.replace(secret, REDACTED) if secret else line
         self._log("C", shown)
-        self._transport.write(line.encode() + CRLF)
+        if self._corked is not None:
+            self._corked.append(line.encode() + CRLF)
+        else:
+            self._transport.write(line.encode() + CRLF)
+
+    @contextlib.contextmanager
+    def corked(self) -> Iterator[None]:
+        """Commands sent inside go out in one write (pipelining, RFC 9051 5.5)."""
+        self._corked = []
+        try:
+            yield
+        finally:
+            data, self._corked = b"".join(self._corked), None
+            if data and not self._transport.is_closing():
+                self._transport.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is None:
@@ -131,6 +150,9 @@ class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
         if not self.failed.done():
             self._log("*", f"session ended: {broken.text}")
             self.failed.set_result(broken)
+        for cmd in self.in_flight:
+            if not cmd.done.done():
+                cmd.done.set_result(None)
         if not self.greeting.done():
             self.greeting.cancel()
         t: asyncio.Transport | None = getattr(self, "_transport", None)
@@ -195,8 +217,18 @@ class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
                 self.untagged_count += 1
                 if len(self.untagged) < MAX_UNTAGGED_KEPT:
                     self.untagged.append(text)
-                if line[2:6].upper() == b"BYE " or line[2:].upper() == b"BYE":
+                bye = line[2:6].upper() == b"BYE " or line[2:].upper() == b"BYE"
+                if bye:
                     self.bye = text[6:] if len(text) > 6 else ""
+                # Replies come in order: an untagged line belongs to the oldest command
+                # still waiting for its tagged reply.
+                for cmd in self.in_flight:
+                    if not cmd.done.done():
+                        if len(cmd.untagged) < MAX_UNTAGGED_KEPT:
+                            cmd.untagged.append(text)
+                        if bye:
+                            cmd.bye = self.bye
+                        break
             self._feed(line + CRLF)
 
     def _feed(self, data: bytes) -> None:
@@ -242,20 +274,61 @@ class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
         super()._continuation(line)
 
 
-async def run_command(proto: SafeImapProtocol, cmd: _imap.Command) -> _imap.Response:
-    """Send `cmd` and wait for its tagged reply, or raise Broken when the session ends."""
+class PipedCommand(_imap.Command):  # type: ignore[misc]
+    """An aioimaplib Command whose tagged reply (or the session's end) resolves `done`.
+
+    aioimaplib's `execute()` runs each command in a task of its own and waits on an Event;
+    a probe sends a handful of commands, one at a time (or a few async ones together), so
+    registering the command and awaiting one future does the same with less work per step.
+    """
+
+    def __init__(self, name: str, tag: str, *args: str, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name, tag, *args, loop=loop)
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.untagged: list[str] = []  # untagged lines that came before the tagged reply
+        self.bye: str | None = None  # text of a `* BYE` among them
+
+    def close(self, line: bytes, result: str) -> None:
+        super().close(line, result)
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def start_command(proto: SafeImapProtocol, cmd: PipedCommand) -> None:
+    """Register `cmd` with aioimaplib's reply matching and send it; see `finish_command`."""
     if proto.failed.done():
         raise proto.failed.result()
-    task = asyncio.ensure_future(proto.execute(cmd))
+    spec = _imap.Commands.get(cmd.name)
+    if proto.state not in spec.valid_states:
+        raise _imap.Abort(f"command {cmd.name} illegal in state {proto.state}")
+    # LOGOUT is matched by its tag like an async command, so it may follow NOOP in a
+    # pipeline; aioimaplib would wait for NOOP's reply before sending it.
+    if spec.exec == _imap.Exec.is_sync and cmd.name != "LOGOUT":
+        if proto.pending_sync_command is not None or proto.pending_async_commands:
+            raise _imap.Abort(f"{cmd.name} sent while another command waits for its reply")
+        proto.pending_sync_command = cmd
+    else:
+        # An async command may follow a sync one in a pipeline: the server answers in
+        # order, so aioimaplib sees the sync reply first, as it expects.
+        proto.pending_async_commands[cmd.untagged_resp_name] = cmd
+    proto.in_flight.append(cmd)
+    proto.send(str(cmd))
+
+
+async def finish_command(proto: SafeImapProtocol, cmd: PipedCommand) -> _imap.Response:
+    """Wait for the tagged reply of a started command, or raise Broken when the session
+    ends first."""
     try:
-        await asyncio.wait({task, proto.failed}, return_when=asyncio.FIRST_COMPLETED)
+        await cmd.done
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait({task}, timeout=0.1)
-    if task.done() and not task.cancelled():
-        return task.result()
-    if cmd._event.is_set():  # the reply came just before the connection ended
+        with contextlib.suppress(ValueError):
+            proto.in_flight.remove(cmd)
+    if cmd._event.is_set():  # the reply came, perhaps just before the connection ended
         return cmd.response
     raise proto.failed.result()
+
+
+async def run_command(proto: SafeImapProtocol, cmd: PipedCommand) -> _imap.Response:
+    """Send `cmd` and wait for its tagged reply, or raise Broken when the session ends."""
+    start_command(proto, cmd)
+    return await finish_command(proto, cmd)
