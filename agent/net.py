@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 
@@ -24,11 +25,37 @@ class Resolver(Protocol):
 
 
 class SystemResolver:
+    """The system's resolver (getaddrinfo, in the loop's executor).
+
+    An IP address is its own answer, with no thread and no lookup. A name's addresses are
+    kept for `ttl` seconds after a successful lookup: a fleet has thousands of accounts on
+    each provider host, and one lookup per probe would be that many DNS queries. Failures
+    are not kept, so a broken name is seen again on the next probe.
+    """
+
+    def __init__(
+        self,
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._max = max_entries
+        self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+
     async def resolve(self, host: str, port: int) -> list[str]:
+        if _is_ip(host):
+            return [host]
+        now = self._clock()
+        hit = self._cache.get(host)
+        if hit is not None and hit[0] > now:
+            return list(hit[1])
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as e:
+            self._cache.pop(host, None)
             temporary = e.errno in (socket.EAI_AGAIN, getattr(socket, "EAI_SYSTEM", -11))
             raise ResolveError(host, temporary, e.strerror or str(e)) from None
         out: list[str] = []
@@ -36,6 +63,12 @@ class SystemResolver:
             addr = str(info[4][0])
             if addr not in out:
                 out.append(addr)
+        if self._ttl > 0 and out:
+            if len(self._cache) >= self._max:
+                self._cache = {h: e for h, e in self._cache.items() if e[0] > now}
+                if len(self._cache) >= self._max:
+                    self._cache.clear()
+            self._cache[host] = (now + self._ttl, tuple(out))
         return out
 
 

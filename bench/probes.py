@@ -8,8 +8,12 @@ Every client runs in a process of its own, so its CPU time is its own:
   account per Dovecot user, due constantly, at its default concurrency (64, 8 per host);
 - bare TLS: connect + TLS handshake (verified, one shared SSLContext), 8 at once: the floor
   of a probe's CPU;
-- aioimaplib alone and stdlib imaplib in 8 threads, doing the agent probe's steps
-  (CAPABILITY, LOGIN, SELECT INBOX, GETQUOTAROOT, NOOP, LOGOUT), 8 at once;
+- a minimal asyncio client doing exactly the agent probe's exchange (capabilities from the
+  greeting, LOGIN, then SELECT INBOX, GETQUOTAROOT, NOOP, LOGOUT pipelined), 8 at once:
+  what the server allows a client that must do these steps, and their least client CPU;
+- aioimaplib alone and stdlib imaplib in 8 threads, doing the same steps the way each
+  library does them (CAPABILITY, LOGIN, SELECT INBOX, GETQUOTAROOT, NOOP, LOGOUT, one
+  round trip each), 8 at once;
 - prometheus-blackbox-exporter's tcp prober (TLS + `* OK` banner), driven 8 at once over
   HTTP by a separate process; its CPU is read from /proc.
 """
@@ -80,6 +84,22 @@ async def _login_only(port: int, ctx: ssl.SSLContext, users: _Users) -> bool:
         writer.close()
 
 
+async def _minimal(port: int, ctx: ssl.SSLContext, users: _Users) -> bool:
+    """The agent probe's exchange with nothing around it: capabilities from the greeting,
+    LOGIN, then SELECT, GETQUOTAROOT, NOOP and LOGOUT in one write."""
+    reader, writer = await asyncio.open_connection(HOST, port, ssl=ctx, server_hostname=HOST)
+    try:
+        await reader.readline()
+        writer.write(f"a LOGIN {users.next()} {PASSWORD}\r\n".encode())
+        ok = (await _read_until(reader, b"a")).startswith(b"a OK")
+        writer.write(b"b SELECT INBOX\r\nc GETQUOTAROOT INBOX\r\nd NOOP\r\ne LOGOUT\r\n")
+        ok &= (await _read_until(reader, b"b")).startswith(b"b OK")
+        await _read_until(reader, b"e")
+        return ok
+    finally:
+        writer.close()
+
+
 async def _tls_only(port: int, ctx: ssl.SSLContext, users: _Users) -> bool:
     _, writer = await asyncio.open_connection(HOST, port, ssl=ctx, server_hostname=HOST)
     writer.close()
@@ -138,7 +158,7 @@ async def _drive(
         url = f"http://{HOST}:{port}/probe?module=imaps_banner&target={target}"
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(width) if kind == "imaplib" else None
-    fns = {"ceiling": _login_only, "tls": _tls_only, "aioimaplib": _aioimaplib}
+    fns = {"ceiling": _login_only, "tls": _tls_only, "aioimaplib": _aioimaplib, "minimal": _minimal}
 
     async def one() -> bool:
         if kind == "imaplib":
@@ -310,7 +330,7 @@ def run(quick: bool) -> list[Figure]:
         try:
             _client("warm", dv.imaps_port, pki.ca, users, seconds, 16)
             kinds = ["ceiling", "agent"] + (
-                ["tls", "aioimaplib", "imaplib", "blackbox"] if reuse else []
+                ["tls", "minimal", "aioimaplib", "imaplib", "blackbox"] if reuse else []
             )
             res: dict[str, dict[str, float]] = {}
             for kind in kinds:
@@ -393,6 +413,7 @@ def _figures(results: dict[str, dict[str, dict[str, float]]]) -> list[Figure]:
     )
     ceil = res["ceiling"]["rate"]
     for kind, label in (
+        ("minimal", "minimal asyncio client, the agent's exchange"),
         ("aioimaplib", "aioimaplib alone"),
         ("imaplib", "stdlib imaplib, 8 threads"),
         ("blackbox", "blackbox-exporter TLS+banner"),
