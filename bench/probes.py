@@ -442,12 +442,14 @@ def _figures(results: dict[str, dict[str, dict[str, float]]]) -> list[Figure]:
                     tls * 1e3,
                 )
             )
-    for mode in ("default", "reused"):
-        r = results[mode]["agent"]
+    rows = [("default", "agent", "agent probe"), ("reused", "agent", "agent probe")]
+    rows.append(("reused", "minimal", "minimal-client probe (the agent's exchange)"))
+    for mode, kind, label in rows:
+        r = results[mode][kind]
         figs.append(
             Figure(
                 SECTION,
-                f"Dovecot CPU per agent probe ({mode} processes)",
+                f"Dovecot CPU per {label} ({mode} processes)",
                 r["server_cpu"] / max(r["probes"], 1) * 1e3,
                 "ms",
                 "Dovecot CPU per login-only login",
