@@ -277,9 +277,10 @@ class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
 class PipedCommand(_imap.Command):  # type: ignore[misc]
     """An aioimaplib Command whose tagged reply (or the session's end) resolves `done`.
 
-    aioimaplib's `execute()` runs each command in a task of its own and waits on an Event;
-    a probe sends a handful of commands, one at a time (or a few async ones together), so
-    registering the command and awaiting one future does the same with less work per step.
+    aioimaplib's `execute()` runs each command in a task of its own, waits on an Event, and
+    holds a command back until the one before it is answered. A probe sends a handful of
+    commands, the last four in one pipelined write: `start_command` registers and sends,
+    `finish_command` awaits one future, and the server's in-order replies settle them.
     """
 
     def __init__(self, name: str, tag: str, *args: str, loop: asyncio.AbstractEventLoop) -> None:
@@ -326,9 +327,3 @@ async def finish_command(proto: SafeImapProtocol, cmd: PipedCommand) -> _imap.Re
     if cmd._event.is_set():  # the reply came, perhaps just before the connection ended
         return cmd.response
     raise proto.failed.result()
-
-
-async def run_command(proto: SafeImapProtocol, cmd: PipedCommand) -> _imap.Response:
-    """Send `cmd` and wait for its tagged reply, or raise Broken when the session ends."""
-    start_command(proto, cmd)
-    return await finish_command(proto, cmd)
