@@ -160,6 +160,8 @@ class Monitor:
         """Services sharing one refused credential are confirmed together (see
         state.confirm_shared)."""
         healths = self.healths(account.id)
+        if not any(h.state is State.DEGRADED for h in healths.values()):
+            return  # only a degraded service can be confirmed by a sibling
         key = account.credential_key(service)
         group = [s for s in healths if s in account.services() and account.credential_key(s) == key]
         for s in group:

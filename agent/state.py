@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from agent.config.types import ScheduleSettings
 from agent.model import (
@@ -126,7 +127,7 @@ def advance(
     base = prev
     if result.credential and prev.credential and result.credential != prev.credential:
         base = _fresh(prev)
-    if result.credential:
+    if result.credential and result.credential != base.credential:
         base = replace(base, credential=result.credential)
 
     if result.failure is None:
@@ -172,8 +173,7 @@ def _fresh(h: ServiceHealth) -> ServiceHealth:
 
 def _on_success(h: ServiceHealth, now: float, policy: Policy) -> ServiceHealth:
     successes = h.consecutive_successes + 1
-    common = replace(
-        h,
+    common: dict[str, Any] = dict(
         last_probe_at=now,
         last_success_at=now,
         consecutive_successes=successes,
@@ -186,8 +186,8 @@ def _on_success(h: ServiceHealth, now: float, policy: Policy) -> ServiceHealth:
         breaker_backoff=0.0,
     )
     if h.state is State.DISCONNECTED and successes < policy.recover_after:
-        return common  # still disconnected, with its cause, until enough successes
-    return replace(common, state=State.OK, cause=None, hint=None, definitive=False, detail="")
+        return replace(h, **common)  # still disconnected, with its cause, until enough
+    return replace(h, **common, state=State.OK, cause=None, hint=None, definitive=False, detail="")
 
 
 def _on_failure(h: ServiceHealth, f: Failure, now: float, policy: Policy) -> ServiceHealth:
