@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import socket
 import socketserver
 import threading
@@ -509,6 +510,47 @@ async def test_pipelined_select_refusal_decides(
     replies["NOOP"] = ["* BYE shutting down"]
     ev = await evidence(account_at(scripted(recording_server(True, [], replies)).port))
     assert (ev.stage, ev.status, ev.text) == ("select", "NO", "[SERVERBUG] Internal error")
+
+
+async def test_quota_offered_only_after_login_is_asked_for(
+    scripted: Callable[[Handler], ScriptedServer],
+) -> None:
+    """Capabilities change with login: a server that offers QUOTA only then, and does not
+    say so in its LOGIN reply, is asked, and a full mailbox is still seen."""
+    chunks: list[bytes] = []
+    replies = dict(QUOTA_LOGIN)
+    replies["LOGIN"] = ["{tag} OK Logged in"]
+    replies["CAPABILITY"] = ["* CAPABILITY IMAP4rev1 QUOTA", "{tag} OK done"]
+    replies["GETQUOTAROOT"] = ['* QUOTA "" (STORAGE 1000 1000)', "{tag} OK done"]
+    server = scripted(recording_server(True, chunks, replies))
+    ev = await evidence(account_at(server.port))
+    assert (ev.stage, ev.text) == ("quota", "[OVERQUOTA] quota full: STORAGE 1000 of 1000")
+    sent = [c.split(b" ")[1] for c in b"".join(chunks).strip().split(b"\r\n")]
+    assert sent[:3] == [b"LOGIN", b"CAPABILITY", b"SELECT"]
+
+
+async def test_a_good_probe_logs_nothing(
+    scripted: Callable[[Handler], ScriptedServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon logs state changes, not probes: no library line per probe either (LOGOUT's
+    `* BYE` once made aioimaplib log an "ignored untagged response" each time)."""
+    caplog.set_level(logging.DEBUG, logger="aioimaplib")
+    result = await run(account_at(scripted(recording_server(True, [], QUOTA_LOGIN)).port))
+    assert result.ok, result.failure
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
+
+
+async def test_transcript_says_who_closed_the_connection(
+    scripted: Callable[[Handler], ScriptedServer],
+) -> None:
+    replies = dict(QUOTA_LOGIN)
+    replies["LOGIN"] = ["{tag} NO [AUTHENTICATIONFAILED] Authentication failed."]
+    result = await run(account_at(scripted(recording_server(True, [], replies)).port))
+    assert result.failure is not None and result.failure.cause is Cause.AUTH_FAILED
+    assert "*: session ended: connection closed by the probe" in result.transcript
+    good = await run(account_at(scripted(imap_script(GOOD_LOGIN)).port, host="localhost"))
+    assert good.ok, good.failure
+    assert any(line.endswith(" (localhost)") for line in good.transcript), good.transcript
 
 
 async def test_password_echoed_by_server_never_shows(

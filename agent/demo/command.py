@@ -246,6 +246,7 @@ class _Demo:
         d = self.env.daemon.base
         t = self.env.timing
         say(f"syncwatch demo: speed {self.env.speed:g}x, folder {self.env.dir}")
+        say(f"  agent config:       {self.env.config_path}  (log: {self.env.daemon_log})")
         say(
             f"  agent settings: interval {t.interval:g}s, confirm_interval "
             f"{t.confirm_interval:g}s, transient_grace {t.transient_grace:g}s, "

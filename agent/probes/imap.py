@@ -120,6 +120,11 @@ async def _converse(
     if not preauth:
         with ctx.step("login"):
             caps = await _login(proto, account, server, ctx, caps, refresh)
+        if not caps:
+            # Capabilities change with login (QUOTA is often offered only then); a server
+            # that did not announce them with its OK is asked.
+            with ctx.step("capability"):
+                caps = await _capability(proto, ctx)
     else:
         ctx.log("*", f"PREAUTH greeting: {greeting}")
     await _select_and_close(proto, ctx, quota="QUOTA" in caps)
@@ -233,7 +238,7 @@ async def _login(
     caps: set[str],
     refresh: bool,
 ) -> set[str]:
-    """Log in; returns the capabilities announced after login (or the ones before)."""
+    """Log in; returns the capabilities announced with the login's reply (often none)."""
     if server.auth is AuthKind.XOAUTH2:
         if ctx.tokens is None:
             raise ProbeError(_ev("login", None, "no OAuth token source configured"))
@@ -258,8 +263,7 @@ async def _login(
     status, text, untagged = await _exchange(proto, "login", cmd, scrub=scrub)
     if status == "OK":
         proto.state = _imap.AUTH
-        after = _caps_from(untagged, text)
-        return after or caps
+        return _caps_from(untagged, text)
     # A refused login is often followed by `* BYE`: give it a moment to arrive.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(proto.failed), AFTER_NO_WAIT)

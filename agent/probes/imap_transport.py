@@ -45,7 +45,7 @@ async def open_socket(ctx: ProbeContext, host: str, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
-            ctx.log("*", f"connecting to {ip}:{port}")
+            ctx.log("*", f"connecting to {ip}:{port}" + (f" ({host})" if host != ip else ""))
             await loop.sock_connect(sock, (ip, port))
             return sock
         except OSError as e:
@@ -97,9 +97,13 @@ class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
         self.auth_replies: list[str] = []  # what to answer them with (then empty lines)
         self.in_flight: list[PipedCommand] = []  # sent, reply not yet read
         self._corked: list[bytes] | None = None
+        self._aborted = False  # we closed the connection (done, or the deadline)
 
     def command(self, name: str, *args: str) -> PipedCommand:
-        return PipedCommand(name, self.new_tag(), *args, loop=self.loop)
+        # LOGOUT's `* BYE` is filed under it, not logged by aioimaplib as an unknown reply
+        # (it waits in the pipeline as an async command; see start_command)
+        resp = "BYE" if name == "LOGOUT" else None
+        return PipedCommand(name, self.new_tag(), *args, loop=self.loop, untagged_resp_name=resp)
 
     # -- transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,6 +118,7 @@ class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
     def abort(self) -> None:
         t: asyncio.Transport | None = getattr(self, "_transport", None)
         if t is not None:
+            self._aborted = True
             t.abort()
 
     def set_transport(self, transport: asyncio.Transport) -> None:
@@ -142,7 +147,8 @@ class SafeImapProtocol(_imap.IMAP4ClientProtocol):  # type: ignore[misc]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is None:
-            self._fail(Broken("eof", "connection closed by server"))
+            by = "the probe" if self._aborted else "server"
+            self._fail(Broken("eof", f"connection closed by {by}"))
         else:
             self._fail(Broken(network_kind(exc) or "reset", f"{type(exc).__name__}: {exc}", exc))
 
@@ -283,8 +289,15 @@ class PipedCommand(_imap.Command):  # type: ignore[misc]
     `finish_command` awaits one future, and the server's in-order replies settle them.
     """
 
-    def __init__(self, name: str, tag: str, *args: str, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(name, tag, *args, loop=loop)
+    def __init__(
+        self,
+        name: str,
+        tag: str,
+        *args: str,
+        loop: asyncio.AbstractEventLoop,
+        untagged_resp_name: str | None = None,
+    ) -> None:
+        super().__init__(name, tag, *args, loop=loop, untagged_resp_name=untagged_resp_name)
         self.done: asyncio.Future[None] = loop.create_future()
         self.untagged: list[str] = []  # untagged lines that came before the tagged reply
         self.bye: str | None = None  # text of a `* BYE` among them
