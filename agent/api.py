@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from agent.metrics import CONTENT_TYPE
 from agent.openapi import OPENAPI
@@ -58,18 +57,18 @@ class Rendered:
     def __init__(self, doc: Any) -> None:
         self.body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
-        self.headers = CIMultiDictProxy(
-            CIMultiDict(
-                {"ETag": self.etag, "Cache-Control": "no-cache", "Content-Type": "application/json"}
-            )
-        )
+        self.headers = {
+            "ETag": self.etag,
+            "Cache-Control": "no-cache",
+            "Content-Type": "application/json",
+        }
 
 
 def _send(request: web.Request, doc: Rendered) -> web.Response:
     inm = request.headers.get("If-None-Match")
     if inm is not None and doc.etag in _etags(inm):
         return web.Response(status=304, headers={"ETag": doc.etag, "Cache-Control": "no-cache"})
-    return web.Response(body=doc.body, headers=CIMultiDict(doc.headers))
+    return web.Response(body=doc.body, headers=doc.headers)
 
 
 def _etags(raw: str) -> set[str]:
@@ -87,11 +86,9 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
     """The aiohttp application. With api.listen set, the daemon builds two: one with the
     admin routes (metrics, health, reload) and one with /api/v1."""
 
-    tokens = _Tokens(backend)
-
     def authorized(request: web.Request) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and tokens.ok(token.strip())
+        return scheme.lower() == "bearer" and _token_ok(token.strip(), backend.api_tokens())
 
     def denied() -> web.Response:
         return _error(401, "missing or invalid bearer token", _UNAUTHORIZED)
@@ -173,22 +170,10 @@ def make_app(backend: Backend, *, api: bool = True, admin: bool = True) -> web.A
     return app
 
 
-class _Tokens:
-    """The configured API tokens, encoded once per config (a reload brings new ones)."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-        self._source: Sequence[Secret] | None = None
-        self._raw: list[bytes] = []
-
-    def ok(self, given: str) -> bool:
-        source = self._backend.api_tokens()
-        if source is not self._source:
-            self._raw = [t.reveal().encode() for t in source]
-            self._source = source
-        ok = False
-        raw = given.encode()
-        for t in self._raw:
-            # compare_digest on every token: no early exit that would leak which one matched
-            ok |= hmac.compare_digest(raw, t)
-        return ok and bool(given)
+def _token_ok(given: str, tokens: Sequence[Secret]) -> bool:
+    ok = False
+    raw = given.encode()
+    for t in tokens:
+        # compare_digest on every token: no early exit that would leak which one matched
+        ok |= hmac.compare_digest(raw, t.reveal().encode())
+    return ok and bool(given)

@@ -32,7 +32,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
 
 from agent.config.types import ScheduleSettings
 from agent.model import (
@@ -173,7 +172,8 @@ def _fresh(h: ServiceHealth) -> ServiceHealth:
 
 def _on_success(h: ServiceHealth, now: float, policy: Policy) -> ServiceHealth:
     successes = h.consecutive_successes + 1
-    common: dict[str, Any] = dict(
+    common = replace(
+        h,
         last_probe_at=now,
         last_success_at=now,
         consecutive_successes=successes,
@@ -186,8 +186,8 @@ def _on_success(h: ServiceHealth, now: float, policy: Policy) -> ServiceHealth:
         breaker_backoff=0.0,
     )
     if h.state is State.DISCONNECTED and successes < policy.recover_after:
-        return replace(h, **common)  # still disconnected, with its cause, until enough
-    return replace(h, **common, state=State.OK, cause=None, hint=None, definitive=False, detail="")
+        return common  # still disconnected, with its cause, until enough successes
+    return replace(common, state=State.OK, cause=None, hint=None, definitive=False, detail="")
 
 
 def _on_failure(h: ServiceHealth, f: Failure, now: float, policy: Policy) -> ServiceHealth:

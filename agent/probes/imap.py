@@ -140,17 +140,16 @@ async def _select_and_close(proto: SafeImapProtocol, ctx: ProbeContext, quota: b
     getquota = proto.command("GETQUOTAROOT", "INBOX") if quota else None
     noop, logout = proto.command("NOOP"), proto.command("LOGOUT")
     cmds = [c for c in (select, getquota, noop, logout) if c is not None]
-    mark = len(proto.untagged)
     try:
         with proto.corked():
             for cmd in cmds:
                 start_command(proto, cmd)
     except Broken as b:
-        raise ProbeError(_broken("select", proto, b, mark)) from None
+        raise ProbeError(_broken("select", proto, b)) from None
     except _imap.AioImapException as e:
         raise ProbeError(_ev("select", None, f"{type(e).__name__}: {e}"[:1000])) from None
     with ctx.step("select"):
-        status, text, untagged = await _finish(proto, "select", select, mark)
+        status, text, untagged = await _finish(proto, "select", select)
         if status != "OK":
             raise ProbeError(_ev("select", status, text, untagged))
         if "[READ-ONLY]" in text.upper() or "[READ-WRITE]" not in text.upper():
@@ -191,11 +190,10 @@ async def _greeting(proto: SafeImapProtocol) -> str:
 
 
 async def _capability(proto: SafeImapProtocol, ctx: ProbeContext) -> set[str]:
-    mark = len(proto.untagged)
     status, text, untagged = await _exchange(proto, "capability", proto.command("CAPABILITY"))
     if status != "OK":
         raise ProbeError(_ev("capability", status, text, untagged))
-    return _caps_from(tuple(proto.untagged[mark:]), text)
+    return _caps_from(untagged, text)
 
 
 def _caps_from(untagged: tuple[str, ...], text: str) -> set[str]:
@@ -299,28 +297,26 @@ async def _exchange(
     """Run one command: (status, tagged text, untagged lines), or raise ProbeError."""
     if proto.bye is not None:
         raise ProbeError(_ev(stage, "BYE", proto.bye))
-    mark = len(proto.untagged)
     proto.scrub = scrub
     try:
         start_command(proto, cmd)
     except Broken as b:
-        raise ProbeError(_broken(stage, proto, b, mark)) from None
+        raise ProbeError(_broken(stage, proto, b)) from None
     except _imap.AioImapException as e:
         raise ProbeError(_ev(stage, None, f"{type(e).__name__}: {e}"[:1000])) from None
     finally:
         proto.scrub = None
-    return await _finish(proto, stage, cmd, mark)
+    return await _finish(proto, stage, cmd)
 
 
 async def _finish(
-    proto: SafeImapProtocol, stage: str, cmd: PipedCommand, mark: int | None = None
+    proto: SafeImapProtocol, stage: str, cmd: PipedCommand
 ) -> tuple[str, str, tuple[str, ...]]:
     """Wait for a sent command's reply: (status, tagged text, its untagged lines)."""
     try:
         resp = await finish_command(proto, cmd)
     except Broken as b:
-        untagged = tuple(proto.untagged[mark:]) if mark is not None else tuple(cmd.untagged)
-        raise ProbeError(_broken(stage, proto, b, untagged)) from None
+        raise ProbeError(_broken(stage, proto, b, tuple(cmd.untagged))) from None
     lines = resp.lines
     last = lines[-1] if lines else b""
     text = last.decode("utf-8", errors="replace") if isinstance(last, bytes | bytearray) else ""
@@ -328,10 +324,8 @@ async def _finish(
 
 
 def _broken(
-    stage: str, proto: SafeImapProtocol, b: Broken, untagged: int | tuple[str, ...] = 0
+    stage: str, proto: SafeImapProtocol, b: Broken, untagged: tuple[str, ...] = ()
 ) -> Evidence:
-    if isinstance(untagged, int):
-        untagged = tuple(proto.untagged[untagged:])
     if proto.bye is not None and b.network in ("eof", "reset"):
         return _ev(stage, "BYE", proto.bye, untagged)
     if b.exc is not None:
