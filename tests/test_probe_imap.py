@@ -8,12 +8,15 @@ import base64
 import contextlib
 import json
 import logging
+import shutil
 import socket
 import socketserver
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import BinaryIO
 
 import pytest
@@ -308,6 +311,28 @@ async def test_self_signed_certificate_is_tls_error(pki: TestPKI) -> None:
         # Verification off: it works.
         ok = await run(imap_account(d, "alice", "alice-pw", verify=False))
         assert ok.ok, ok.failure
+
+
+async def test_dovecot_picks_other_ports_when_one_is_taken_before_it_starts(
+    pki: TestPKI,
+) -> None:
+    """A free port is only free when asked: another process (often an outgoing connection's
+    local port) may take it before Dovecot binds it. The fixture picks again."""
+    folder = Path(tempfile.mkdtemp(prefix="syncwatch-dovecot-"))
+    d = Dovecot(folder, pki.good.cert, pki.good.key, submission=False)
+    d.add_user("alice", "alice-pw")
+    taken = d.imaps_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        try:
+            d.start()
+            assert d.imaps_port != taken
+            result = await run(imap_account(d, "alice", "alice-pw", ca_file=pki.ca))
+            assert result.ok, result.failure
+        finally:
+            d.stop()
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_good_certificate_needs_the_ca_file(dovecot: Dovecot, pki: TestPKI) -> None:

@@ -85,6 +85,10 @@ class DovecotError(RuntimeError):
     pass
 
 
+class _PortTaken(DovecotError):
+    """A port in the config was taken by another process before Dovecot bound it."""
+
+
 class _RelayHandler(socketserver.StreamRequestHandler):
     """Dovecot's submission service connects to its relay at login: this one accepts
     everything and keeps nothing (the probe never sends a message)."""
@@ -148,6 +152,9 @@ class Dovecot:
         self.imap_port = imap_port or _free_port()
         self.imaps_port = imaps_port or _free_port()
         self.submission_port = submission_port or _free_port()
+        # ports we picked may be taken by someone else before Dovecot binds them (a free
+        # port is only free when asked); those are picked again, on the first start only
+        self._may_repick = not (imap_port or imaps_port or submission_port)
         self.max_userip_connections = max_userip_connections
         self.binary = binary
         self._proc: subprocess.Popen[bytes] | None = None
@@ -185,9 +192,6 @@ class Dovecot:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)
         _check_reachable(self.dir)
-        # A fresh base_dir every start: the anvil block below needs it (TEST-SERVERS.md).
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        self.run_dir.mkdir()
         mail = self.dir / "mail"
         mail.mkdir(exist_ok=True)
         with contextlib.suppress(PermissionError, KeyError):
@@ -202,6 +206,21 @@ class Dovecot:
             self._relay = _Relay((self.host, 0), _RelayHandler)
             self.relay_port = int(self._relay.server_address[1])
             threading.Thread(target=self._relay.serve_forever, daemon=True).start()
+        for attempt in range(3):
+            try:
+                self._launch(timeout)
+                break
+            except _PortTaken:
+                if not self._may_repick or attempt == 2:
+                    raise
+                self.imap_port, self.imaps_port = _free_port(), _free_port()
+                self.submission_port = _free_port()
+        self._may_repick = False
+
+    def _launch(self, timeout: float) -> None:
+        # A fresh base_dir every start: the anvil block below needs it (TEST-SERVERS.md).
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir()
         self.conf.write_text(self._config())
         for p in (self.conf, self.dir / "auth.lua"):
             p.chmod(0o644)
@@ -219,7 +238,8 @@ class Dovecot:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 self._proc = None
-                raise DovecotError(f"dovecot exited: {err.strip()} {self._log_tail()}")
+                kind = _PortTaken if "Address already in use" in err else DovecotError
+                raise kind(f"dovecot exited: {err.strip()} {self._log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise DovecotError(f"dovecot did not listen within {timeout}s {self._log_tail()}")
