@@ -32,6 +32,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.report import Figure
 from bench.util import (
@@ -42,9 +43,13 @@ from bench.util import (
     workdir,
 )
 
+if TYPE_CHECKING:
+    from agent.localservers.dovecot import Dovecot
+
 SECTION = "probes"
 HOST = "127.0.0.1"
 PASSWORD = "bench-pw-1"
+TURNS = 2  # each client measured in this many turns, in ABBA order
 WIDTH = 8  # the agent's default per-host concurrency; the baselines use the same width
 
 
@@ -144,8 +149,40 @@ async def _blackbox(url: str) -> bool:
 _SESSION = None
 
 
+class _Window:
+    """A client's measured window: its seconds, its CPU (this process's, or another's such
+    as the blackbox exporter's) and the server's CPU over the same seconds; warm-up and
+    teardown are left out of all three."""
+
+    def __init__(self, server_pid: int, cpu_pid: int = 0) -> None:
+        self._server_pid, self._cpu_pid = server_pid, cpu_pid
+        self._srv0 = tree_cpu_seconds(server_pid)
+        self._t0 = time.monotonic()
+        self._cpu0 = self._cpu()
+
+    def _cpu(self) -> float:
+        return cpu_seconds(self._cpu_pid) if self._cpu_pid else time.process_time()
+
+    @property
+    def t0(self) -> float:
+        return self._t0
+
+    def close(self) -> dict[str, float]:
+        took, cpu = time.monotonic() - self._t0, self._cpu() - self._cpu0
+        srv = tree_cpu_seconds(self._server_pid) - self._srv0
+        return {"seconds": took, "cpu": cpu, "server_cpu": srv}
+
+
 async def _drive(
-    kind: str, port: int, ca: str, users: int, seconds: float, width: int, target: str
+    kind: str,
+    port: int,
+    ca: str,
+    users: int,
+    seconds: float,
+    width: int,
+    target: str,
+    server_pid: int,
+    cpu_pid: int,
 ) -> dict[str, float]:
     global _SESSION
     ctx = _ctx(ca)
@@ -183,22 +220,23 @@ async def _drive(
 
         sem = asyncio.Semaphore(width)
         await asyncio.gather(*(each(i) for i in range(users)))
-        return {"probes": users, "ok": users, "seconds": 1.0, "cpu": 0.0}
+        return {"probes": users, "ok": users, "seconds": 1.0, "cpu": 0.0, "server_cpu": 0.0}
     warm = min(1.0, seconds / 4)
     await asyncio.gather(*(worker(time.monotonic() + warm) for _ in range(width)))
     counts = {"ok": 0, "err": 0}
-    cpu0, t0 = time.process_time(), time.monotonic()
-    await asyncio.gather(*(worker(t0 + seconds) for _ in range(width)))
-    took = time.monotonic() - t0
-    cpu = time.process_time() - cpu0
+    window = _Window(server_pid, cpu_pid)
+    await asyncio.gather(*(worker(window.t0 + seconds) for _ in range(width)))
+    measured = window.close()
     if pool is not None:
         pool.shutdown()
     if _SESSION is not None:
         await _SESSION.close()
-    return {"probes": counts["ok"] + counts["err"], "ok": counts["ok"], "seconds": took, "cpu": cpu}
+    return {"probes": counts["ok"] + counts["err"], "ok": counts["ok"], **measured}
 
 
-async def _agent(port: int, ca: str, users: int, seconds: float) -> dict[str, float]:
+async def _agent(
+    port: int, ca: str, users: int, seconds: float, server_pid: int
+) -> dict[str, float]:
     """The daemon probing one account per Dovecot user, all due constantly."""
     import tempfile
 
@@ -232,16 +270,15 @@ async def _agent(port: int, ca: str, users: int, seconds: float) -> dict[str, fl
     )
     await app.start()
     await asyncio.sleep(min(2.0, seconds / 3))
+    window = _Window(server_pid)
     base = dict(counts)
-    cpu0, t0 = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
-    took = time.monotonic() - t0
-    cpu = time.process_time() - cpu0
+    measured = window.close()
     got = {k: counts[k] - base[k] for k in counts}
     await app.stop()
     if sample:
         print(f"agent probe failures, e.g. {sample}", file=sys.stderr)
-    return {"probes": got["ok"] + got["err"], "ok": got["ok"], "seconds": took, "cpu": cpu}
+    return {"probes": got["ok"] + got["err"], "ok": got["ok"], **measured}
 
 
 # --- orchestration (the section's own process) -----------------------------------------
@@ -284,7 +321,15 @@ def _blackbox_exporter(dir: Path, ca: Path) -> tuple[subprocess.Popen[bytes], in
 
 
 def _client(
-    kind: str, port: int, ca: Path, users: int, seconds: float, width: int, target: str = ""
+    kind: str,
+    port: int,
+    ca: Path,
+    users: int,
+    seconds: float,
+    width: int,
+    server_pid: int,
+    target: str = "",
+    cpu_pid: int = 0,
 ) -> dict[str, float]:
     args = [
         "bench.probes",
@@ -300,6 +345,10 @@ def _client(
         str(seconds),
         "--width",
         str(width),
+        "--server-pid",
+        str(server_pid),
+        "--cpu-pid",
+        str(cpu_pid),
     ]
     if target:
         args += ["--target", target]
@@ -326,44 +375,56 @@ def run(quick: bool) -> list[Figure]:
         )
         dv.add_many_users(users, "user", PASSWORD)
         dv.start()
-        bb = None
+        bb: tuple[subprocess.Popen[bytes], int] | None = None
         try:
-            _client("warm", dv.imaps_port, pki.ca, users, seconds, 16)
+            assert dv._proc is not None
+            _client("warm", dv.imaps_port, pki.ca, users, seconds, 16, dv._proc.pid)
             kinds = ["ceiling", "agent", "minimal"] + (
                 ["tls", "aioimaplib", "imaplib", "blackbox"] if reuse else []
             )
+            if reuse:
+                bb = _blackbox_exporter(base, pki.ca)
             res: dict[str, dict[str, float]] = {}
-            for kind in kinds:
-                assert dv._proc is not None
-                srv0 = tree_cpu_seconds(dv._proc.pid)
-                if kind == "blackbox":
-                    bb, bport = _blackbox_exporter(base, pki.ca)
-                    bb0 = cpu_seconds(bb.pid)
-                    r = _client(
-                        "blackbox",
-                        bport,
-                        pki.ca,
-                        users,
-                        seconds,
-                        WIDTH,
-                        target=f"{HOST}:{dv.imaps_port}",
-                    )
-                    r["cpu"] = cpu_seconds(bb.pid) - bb0  # the exporter's CPU, not the driver's
-                else:
-                    width = 16 if kind == "ceiling" else WIDTH
-                    r = _client(kind, dv.imaps_port, pki.ca, users, seconds, width)
-                r["server_cpu"] = tree_cpu_seconds(dv._proc.pid) - srv0
+            # TURNS turns, every other one in reverse order (ceiling, agent, minimal, ...,
+            # then ..., minimal, agent, ceiling): a steady drift of the machine's speed
+            # during the section weighs on every client alike
+            for turn in range(TURNS):
+                for kind in kinds if turn % 2 == 0 else kinds[::-1]:
+                    r = _measure(kind, dv, pki.ca, users, seconds / TURNS, bb)
+                    print(f"  probes {mode} {kind}: {json.dumps(r)}", file=sys.stderr, flush=True)
+                    acc = res.setdefault(kind, dict.fromkeys(r, 0.0))
+                    for k, v in r.items():
+                        acc[k] += v
+            for r in res.values():
                 r["rate"] = r["probes"] / r["seconds"]
                 r["cpu_per"] = r["cpu"] / max(r["probes"], 1)
-                res[kind] = r
-                print(f"  probes {mode} {kind}: {json.dumps(r)}", file=sys.stderr, flush=True)
             results[mode] = res
         finally:
             if bb is not None:
-                bb.terminate()
-                bb.wait(10)
+                bb[0].terminate()
+                bb[0].wait(10)
             dv.stop()
     return _figures(results)
+
+
+def _measure(
+    kind: str,
+    dv: Dovecot,
+    ca: Path,
+    users: int,
+    seconds: float,
+    bb: tuple[subprocess.Popen[bytes], int] | None,
+) -> dict[str, float]:
+    """One run of one client: its probes, seconds, CPU, and Dovecot's CPU meanwhile."""
+    assert dv._proc is not None
+    pid = dv._proc.pid
+    if kind == "blackbox":  # the driver measures the exporter's CPU, not its own
+        assert bb is not None
+        proc, bport = bb
+        target = f"{HOST}:{dv.imaps_port}"
+        return _client(kind, bport, ca, users, seconds, WIDTH, pid, target, proc.pid)
+    width = 16 if kind == "ceiling" else WIDTH
+    return _client(kind, dv.imaps_port, ca, users, seconds, width, pid)
 
 
 def _figures(results: dict[str, dict[str, dict[str, float]]]) -> list[Figure]:
@@ -489,11 +550,14 @@ def main() -> None:
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--width", type=int, default=WIDTH)
     p.add_argument("--target", default="")
+    p.add_argument("--server-pid", type=int, required=True)
+    p.add_argument("--cpu-pid", type=int, default=0)
     a = p.parse_args()
     if a.client == "agent":
-        r = asyncio.run(_agent(a.port, a.ca, a.users, a.seconds))
+        r = asyncio.run(_agent(a.port, a.ca, a.users, a.seconds, a.server_pid))
     else:
-        r = asyncio.run(_drive(a.client, a.port, a.ca, a.users, a.seconds, a.width, a.target))
+        args = (a.client, a.port, a.ca, a.users, a.seconds, a.width, a.target)
+        r = asyncio.run(_drive(*args, a.server_pid, a.cpu_pid))
     print(json.dumps(r))
 
 
