@@ -83,6 +83,9 @@ async def test_wrong_password_is_auth_failed(dovecot: Dovecot, pki: TestPKI) -> 
     result = await run(acct)
     assert result.failure is not None
     assert result.failure.cause is Cause.AUTH_FAILED
+    # the debug transcript shows the server's refusal, right after the redacted AUTH
+    auth = next(i for i, line in enumerate(result.transcript) if line.startswith("C: AUTH "))
+    assert result.transcript[auth + 1] == "S: 535 5.7.8 Authentication failed."
     assert_no_secret(result, "wrong-pw")
 
 
@@ -188,6 +191,8 @@ async def test_sender_refused_is_reported(
     ev = await evidence(account_at(srv.port))
     assert (ev.stage, ev.code) == ("mail_from", 550)
     assert ev.text == "5.7.1 Sending is disabled for this account"
+    result = await run(account_at(srv.port))
+    assert "S: 550 5.7.1 Sending is disabled for this account" in result.transcript
 
 
 async def test_greeting_refusal(

@@ -103,7 +103,7 @@ async def _converse(
         try:
             greeting = await smtp.connect()
         except aiosmtplib.SMTPResponseException as e:
-            raise ProbeError(_reply("greeting", e.code, e.message)) from None
+            raise ProbeError(_refused(ctx, "greeting", e)) from None
         except (aiosmtplib.SMTPException, OSError) as e:
             raise ProbeError(_from_exception("tls" if implicit else "greeting", e)) from None
         finally:
@@ -122,7 +122,7 @@ async def _converse(
                 keep_transport()
                 resp = await smtp.starttls(server_hostname=server.host, tls_context=tls)
             except aiosmtplib.SMTPResponseException as e:
-                raise ProbeError(_reply("starttls", e.code, e.message)) from None
+                raise ProbeError(_refused(ctx, "starttls", e)) from None
             except (aiosmtplib.SMTPException, OSError) as e:
                 raise ProbeError(_from_exception("tls", e)) from None
             ctx.log("S", str(resp))
@@ -136,7 +136,7 @@ async def _converse(
         try:
             resp = await smtp.mail(sender)
         except aiosmtplib.SMTPResponseException as e:
-            raise ProbeError(_reply("mail_from", e.code, e.message)) from None
+            raise ProbeError(_refused(ctx, "mail_from", e)) from None
         except (aiosmtplib.SMTPException, OSError) as e:
             raise ProbeError(_from_exception("mail_from", e)) from None
         ctx.log("S", str(resp))
@@ -153,7 +153,7 @@ async def _ehlo(smtp: aiosmtplib.SMTP, ctx: ProbeContext) -> None:
     try:
         resp = await smtp.ehlo()
     except aiosmtplib.SMTPResponseException as e:
-        raise ProbeError(_reply("ehlo", e.code, e.message)) from None
+        raise ProbeError(_refused(ctx, "ehlo", e)) from None
     except (aiosmtplib.SMTPException, OSError) as e:
         raise ProbeError(_from_exception("ehlo", e)) from None
     ctx.log("S", str(resp).replace("\n", " | "))
@@ -185,7 +185,7 @@ async def _auth(
             )
         ctx.log("S", str(resp))
     except aiosmtplib.SMTPResponseException as e:
-        raise ProbeError(_reply("auth", e.code, e.message)) from None
+        raise ProbeError(_refused(ctx, "auth", e)) from None
     except (aiosmtplib.SMTPException, OSError) as e:
         raise ProbeError(_from_exception("auth", e)) from None
 
@@ -214,6 +214,12 @@ async def _xoauth2(
     if resp.code != 235:
         text = f"{resp.message} {challenge}".strip()
         raise ProbeError(_reply("auth", resp.code, text))
+
+
+def _refused(ctx: ProbeContext, stage: str, e: aiosmtplib.SMTPResponseException) -> Evidence:
+    """The server's refusal, into the transcript (aiosmtplib raised it) and the evidence."""
+    ctx.log("S", f"{e.code} {e.message}".replace("\n", " | "))
+    return _reply(stage, e.code, e.message)
 
 
 def _reply(stage: str, code: int, text: str) -> Evidence:
