@@ -32,7 +32,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bench.report import Figure
 from bench.util import (
@@ -42,9 +41,6 @@ from bench.util import (
     tree_cpu_seconds,
     workdir,
 )
-
-if TYPE_CHECKING:
-    from agent.localservers.dovecot import Dovecot
 
 SECTION = "probes"
 HOST = "127.0.0.1"
@@ -157,18 +153,14 @@ class _Window:
     def __init__(self, server_pid: int, cpu_pid: int = 0) -> None:
         self._server_pid, self._cpu_pid = server_pid, cpu_pid
         self._srv0 = tree_cpu_seconds(server_pid)
-        self._t0 = time.monotonic()
+        self.t0 = time.monotonic()
         self._cpu0 = self._cpu()
 
     def _cpu(self) -> float:
         return cpu_seconds(self._cpu_pid) if self._cpu_pid else time.process_time()
 
-    @property
-    def t0(self) -> float:
-        return self._t0
-
     def close(self) -> dict[str, float]:
-        took, cpu = time.monotonic() - self._t0, self._cpu() - self._cpu0
+        took, cpu = time.monotonic() - self.t0, self._cpu() - self._cpu0
         srv = tree_cpu_seconds(self._server_pid) - self._srv0
         return {"seconds": took, "cpu": cpu, "server_cpu": srv}
 
@@ -380,7 +372,8 @@ def run(quick: bool) -> list[Figure]:
         bb: tuple[subprocess.Popen[bytes], int] | None = None
         try:
             assert dv._proc is not None
-            _client("warm", dv.imaps_port, pki.ca, users, seconds, 16, dv._proc.pid)
+            pid = dv._proc.pid
+            _client("warm", dv.imaps_port, pki.ca, users, seconds, 16, pid)
             kinds = ["ceiling", "agent", "minimal"] + (
                 ["tls", "aioimaplib", "imaplib", "blackbox"] if reuse else []
             )
@@ -392,7 +385,7 @@ def run(quick: bool) -> list[Figure]:
             # during the section weighs on every client alike
             for turn in range(TURNS):
                 for kind in kinds if turn % 2 == 0 else kinds[::-1]:
-                    r = _measure(kind, dv, pki.ca, users, seconds / TURNS, bb)
+                    r = _measure(kind, dv.imaps_port, pid, pki.ca, users, seconds / TURNS, bb)
                     print(f"  probes {mode} {kind}: {json.dumps(r)}", file=sys.stderr, flush=True)
                     acc = res.setdefault(kind, dict.fromkeys(r, 0.0))
                     for k, v in r.items():
@@ -411,22 +404,22 @@ def run(quick: bool) -> list[Figure]:
 
 def _measure(
     kind: str,
-    dv: Dovecot,
+    port: int,
+    server_pid: int,
     ca: Path,
     users: int,
     seconds: float,
     bb: tuple[subprocess.Popen[bytes], int] | None,
 ) -> dict[str, float]:
-    """One run of one client: its probes, seconds, CPU, and Dovecot's CPU meanwhile."""
-    assert dv._proc is not None
-    pid = dv._proc.pid
+    """One run of one client against Dovecot at `port`: its probes, seconds, CPU, and
+    Dovecot's CPU meanwhile."""
     if kind == "blackbox":  # the driver measures the exporter's CPU, not its own
         assert bb is not None
         proc, bport = bb
-        target = f"{HOST}:{dv.imaps_port}"
-        return _client(kind, bport, ca, users, seconds, WIDTH, pid, target, proc.pid)
+        target = f"{HOST}:{port}"
+        return _client(kind, bport, ca, users, seconds, WIDTH, server_pid, target, proc.pid)
     width = 16 if kind == "ceiling" else WIDTH
-    return _client(kind, dv.imaps_port, ca, users, seconds, width, pid)
+    return _client(kind, port, ca, users, seconds, width, server_pid)
 
 
 def _figures(results: dict[str, dict[str, dict[str, float]]]) -> list[Figure]:
